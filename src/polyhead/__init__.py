@@ -1,0 +1,59 @@
+"""polyhead: multi-task learning on tabular data - one model, several targets of mixed kinds.
+
+>>> import polyhead
+>>> model = polyhead.MultiTaskNet(tasks={"rings": "regression", "rings_class": "multiclass"})
+
+Heavy modules (torch, the network code) are imported on first use, so ``import polyhead`` and
+the command line's ``--help`` stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from ._version import __version__
+
+if TYPE_CHECKING:  # pragma: no cover
+    from . import datasets
+    from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
+    from .net import MultiTaskNet
+    from .persistence import load
+    from .tasks import Task
+
+__all__ = [
+    "ModelFileError",
+    "MultiTaskNet",
+    "NotFittedError",
+    "PolyheadError",
+    "Task",
+    "TaskError",
+    "__version__",
+    "datasets",
+    "load",
+]
+
+_LAZY = {
+    "MultiTaskNet": ("polyhead.net", "MultiTaskNet"),
+    "Task": ("polyhead.tasks", "Task"),
+    "load": ("polyhead.persistence", "load"),
+    "ModelFileError": ("polyhead.exceptions", "ModelFileError"),
+    "NotFittedError": ("polyhead.exceptions", "NotFittedError"),
+    "PolyheadError": ("polyhead.exceptions", "PolyheadError"),
+    "TaskError": ("polyhead.exceptions", "TaskError"),
+    "datasets": ("polyhead.datasets", None),
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'polyhead' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

@@ -1,0 +1,280 @@
+"""What every polyhead estimator shares: input checks, tasks, output formats, evaluate and score.
+
+A model family implements ``fit`` (calling :meth:`MultiTaskMixin._prepare_fit`) and
+``_predict_outputs`` (the per-task outputs described in :class:`~polyhead.tasks.FittedTask`);
+everything a user sees on the way out - DataFrames named per task, ``predict_proba``,
+``evaluate``, ``score``, ``save`` - comes from here, so every family behaves the same.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.validation import check_is_fitted
+
+from .exceptions import PolyheadError
+from .tasks import CLASS_KINDS, METRICS, FittedTask, Task, TaskSpec, resolve_tasks
+
+_Y_FORMATS = ("frame", "series", "1d", "2d")
+
+
+def _is_sparse(X: Any) -> bool:
+    from scipy import sparse
+
+    return bool(sparse.issparse(X))
+
+
+def _has_class_task(estimator: Any) -> bool:
+    states = getattr(estimator, "task_states_", None)
+    return states is None or any(t.kind in CLASS_KINDS for t in states)
+
+
+class MultiTaskMixin:
+    """Shared behaviour of polyhead estimators (see the module docstring)."""
+
+    tasks: TaskSpec
+    task_states_: list[FittedTask]
+    _y_format: str
+    feature_names_in_: np.ndarray
+    n_features_in_: int
+
+    # -- inputs ------------------------------------------------------------------------------
+    def _check_X(self, X: Any, *, fit: bool) -> pd.DataFrame:
+        """X as a DataFrame with string column names, checked against what fit saw."""
+        name = type(self).__name__
+        if _is_sparse(X):
+            raise TypeError(f"{name} does not accept sparse input; pass a dense array "
+                            "(X.toarray()) or a DataFrame")
+        if isinstance(X, pd.Series):
+            raise PolyheadError(f"{name}: X must be 2-dimensional (a DataFrame or 2-D array), "
+                                "got a Series; use X.to_frame()")
+        if isinstance(X, pd.DataFrame):
+            frame = X
+            from_frame = True
+        else:
+            array = np.asarray(X)
+            if array.ndim != 2:
+                raise PolyheadError(f"{name}: expected a 2D array or DataFrame for X, got "
+                                    f"{array.ndim}D; reshape your data with X.reshape(-1, 1) "
+                                    "for one feature or X.reshape(1, -1) for one row")
+            if array.dtype.kind == "c":
+                raise PolyheadError(f"{name}: complex data is not supported")
+            frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
+            from_frame = False
+        if frame.shape[0] == 0:
+            raise PolyheadError(f"{name}: found array with 0 sample(s) (shape={frame.shape}) "
+                                "while a minimum of 1 is required")
+        if fit:
+            self.n_features_in_ = frame.shape[1]
+            if from_frame and all(isinstance(c, str) for c in frame.columns):
+                self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
+            elif hasattr(self, "feature_names_in_"):
+                del self.feature_names_in_
+            frame = frame.copy(deep=False)
+            frame.columns = [str(c) for c in frame.columns] if from_frame else frame.columns
+            self._feature_columns = list(frame.columns)
+            return frame
+        columns: list[str] = self._feature_columns
+        if from_frame and hasattr(self, "feature_names_in_"):
+            missing = [c for c in columns if c not in frame.columns]
+            if missing:
+                raise PolyheadError(f"{name}: X is missing feature column {missing[0]!r} seen at "
+                                    f"fit ({len(missing)} missing: {', '.join(map(repr, missing[:5]))})")
+            return frame[columns]
+        if frame.shape[1] != self.n_features_in_:
+            raise PolyheadError(f"{name}: X has {frame.shape[1]} features, but {name} is "
+                                f"expecting {self.n_features_in_} features as input")
+        frame = frame.copy(deep=False)
+        frame.columns = columns
+        return frame
+
+    def _check_y(self, y: Any, n_rows: int) -> pd.DataFrame:
+        """y as a DataFrame with string column names; remembers its format for outputs."""
+        name = type(self).__name__
+        if y is None:
+            raise PolyheadError(f"{name} requires y to be passed, but the target y is None")
+        if _is_sparse(y):
+            raise TypeError(f"{name} does not accept a sparse y; pass a dense array or DataFrame")
+        if isinstance(y, pd.DataFrame):
+            frame, fmt = y, "frame"
+        elif isinstance(y, pd.Series):
+            frame, fmt = y.to_frame(name=y.name if y.name is not None else "y"), "series"
+        else:
+            array = np.asarray(y)
+            if array.ndim == 1:
+                frame, fmt = pd.DataFrame({"y": array}), "1d"
+            elif array.ndim == 2:
+                columns = [f"y{i}" for i in range(array.shape[1])]
+                frame, fmt = pd.DataFrame(array, columns=columns), "2d"
+                frame = frame.infer_objects()
+            else:
+                raise PolyheadError(f"{name}: y must be 1- or 2-dimensional, got {array.ndim}D")
+        if len(frame) != n_rows:
+            raise PolyheadError(f"{name}: X has {n_rows} rows but y has {len(frame)}; "
+                                "they must describe the same rows")
+        frame = frame.copy(deep=False)
+        frame.columns = [str(c) for c in frame.columns]
+        if fmt == "2d":
+            frame = self._name_array_columns(frame)
+        self._y_format = fmt
+        return frame
+
+    def _name_array_columns(self, frame: pd.DataFrame) -> pd.DataFrame:
+        """Columns of an unnamed 2-D y take the tasks' names, in order, when counts match."""
+        spec = self.tasks
+        if spec is None or isinstance(spec, (str, Task)):
+            return frame
+        names = list(spec.keys()) if isinstance(spec, Mapping) else [
+            (t if isinstance(t, Task) else Task.parse(t)) for t in spec]
+        tasks = [Task(n) if isinstance(n, str) else n for n in names]
+        if len(tasks) != frame.shape[1] or any(
+                t.column is not None or t.columns is not None or t.name in frame.columns for t in tasks):
+            return frame
+        frame.columns = [t.name for t in tasks]
+        return frame
+
+    def _prepare_fit(self, X: Any, y: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Check X and y, resolve the tasks and learn their classes/scales."""
+        Xf = self._check_X(X, fit=True)
+        yf = self._check_y(y, len(Xf))
+        self.task_states_ = [FittedTask.fit(t, yf) for t in resolve_tasks(self.tasks, yf)]
+        return Xf, yf
+
+    # -- fitted attributes ---------------------------------------------------------------------
+    @property
+    def tasks_(self) -> dict[str, Task]:
+        """The resolved tasks (every kind decided), by name."""
+        check_is_fitted(self, "task_states_")
+        return {t.name: t.task for t in self.task_states_}
+
+    @property
+    def classes_(self) -> dict[str, np.ndarray]:
+        """Class labels per classification task (label columns for multilabel tasks)."""
+        check_is_fitted(self, "task_states_")
+        out = {}
+        for t in self.task_states_:
+            if t.kind == "multilabel":
+                out[t.name] = np.asarray(t.task.source_columns, dtype=object)
+            elif t.classes is not None:
+                out[t.name] = t.classes
+        return out
+
+    # -- outputs -----------------------------------------------------------------------------
+    def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _outputs(self, X: Any) -> tuple[dict[str, np.ndarray], pd.Index]:
+        check_is_fitted(self, "task_states_")
+        Xf = self._check_X(X, fit=False)
+        index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(Xf))
+        return self._predict_outputs(Xf), index
+
+    def predict(self, X: Any) -> Any:
+        """Predictions per task, in the form of the ``y`` given to ``fit``.
+
+        DataFrame ``y`` -> DataFrame with one column per task (a multilabel task gives its label
+        columns), indexed like ``X``; Series -> Series; 1-D array -> 1-D array; 2-D array ->
+        2-D array. Class tasks give class labels as they were in ``y``.
+        """
+        outputs, index = self._outputs(X)
+        columns: dict[str, np.ndarray] = {}
+        for t in self.task_states_:
+            pred = t.predict(outputs[t.name])
+            if t.kind == "multilabel":
+                for j, col in enumerate(t.output_columns):
+                    columns[col] = pred[:, j]
+            else:
+                columns[t.name] = pred
+        if self._y_format == "frame":
+            return pd.DataFrame(columns, index=index)
+        if self._y_format == "series":
+            name = self.task_states_[0].name
+            return pd.Series(columns[name], index=index, name=name)
+        arrays = list(columns.values())
+        if self._y_format == "1d":
+            return arrays[0]
+        kinds = {a.dtype.kind for a in arrays}
+        dtype = arrays[0].dtype if len(kinds) == 1 and kinds <= set("biuf") else object
+        if kinds <= set("biuf") and len(kinds) > 1:
+            dtype = np.dtype(float)
+        return np.column_stack([a.astype(dtype) for a in arrays])
+
+    @available_if(_has_class_task)
+    def predict_proba(self, X: Any) -> Any:
+        """Class probabilities per classification task.
+
+        A dict ``{task: DataFrame}`` with one column per class (per label for multilabel tasks),
+        each row summing to 1 for binary/multiclass tasks. When ``y`` was a 1-D array with a
+        single classification task, an ``(n, n_classes)`` array, as scikit-learn classifiers do.
+        """
+        outputs, index = self._outputs(X)
+        class_tasks = [t for t in self.task_states_ if t.kind in CLASS_KINDS]
+        if self._y_format == "1d":
+            return class_tasks[0].proba_array(outputs[class_tasks[0].name])
+        if self._y_format == "2d":
+            return {t.name: t.proba_array(outputs[t.name]) for t in class_tasks}
+        return {t.name: t.proba_frame(outputs[t.name], index) for t in class_tasks}
+
+    def evaluate(self, X: Any, y: Any) -> pd.DataFrame:
+        """One row per task: its kind, ``n`` (rows with a label) and its kind's metrics.
+
+        Regression: MAE, RMSE, R²; binary: accuracy, ROC AUC, log loss; multiclass: accuracy,
+        macro-F1, log loss; multilabel: Hamming loss, micro/macro-F1, subset accuracy. Metrics
+        that do not apply to a kind are NaN. Rows whose label is missing are left out per task.
+        """
+        outputs, _ = self._outputs(X)
+        yf = self._check_eval_y(y, len(next(iter(outputs.values()))))
+        rows = []
+        for t in self.task_states_:
+            rows.append({"task": t.name, "kind": t.kind, **t.metrics(yf, outputs[t.name])})
+        table = pd.DataFrame(rows).set_index("task")
+        order = ["kind", "n"]
+        for kind in METRICS:
+            order += [m for m in METRICS[kind] if m in table.columns and m not in order]
+        table = table[order]
+        table["n"] = table["n"].astype(int)
+        return table
+
+    def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
+        """Mean over tasks of R² (regression), accuracy (binary, multiclass) and subset accuracy
+        (multilabel). Higher is better, so it can drive grid search."""
+        if sample_weight is not None:
+            raise PolyheadError(f"{type(self).__name__}.score does not support sample_weight")
+        outputs, _ = self._outputs(X)
+        yf = self._check_eval_y(y, len(next(iter(outputs.values()))))
+        scores = [t.score(yf, outputs[t.name]) for t in self.task_states_]
+        return float(np.nanmean(scores)) if not all(np.isnan(scores)) else float("nan")
+
+    def _check_eval_y(self, y: Any, n_rows: int) -> pd.DataFrame:
+        fmt = self._y_format
+        try:
+            yf = self._check_y(y, n_rows)
+        finally:
+            self._y_format = fmt
+        needed = {c for t in self.task_states_ for c in t.task.source_columns}
+        missing = sorted(needed - set(yf.columns))
+        if missing and yf.shape[1] == len(needed) and not (needed & set(yf.columns)):
+            # an unnamed array or renamed frame: match columns by position, in fit's order
+            ordered = list(dict.fromkeys(c for t in self.task_states_ for c in t.task.source_columns))
+            yf.columns = ordered
+        elif missing:
+            raise PolyheadError(f"y is missing target column {missing[0]!r} of task(s) "
+                                f"{', '.join(t.name for t in self.task_states_ if missing[0] in t.task.source_columns)}")
+        return yf
+
+    # -- persistence -----------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
+        """Write the fitted model to a directory (JSON manifest + safetensors; no pickle).
+
+        The directory is written next to its final place and moved in at the end, so a failed
+        save never leaves a half-written model. An existing directory is only replaced with
+        ``overwrite=True``.
+        """
+        from .persistence import save
+
+        save(self, path, overwrite=overwrite)

@@ -1,0 +1,23 @@
+"""The exception types polyhead raises, in one place.
+
+Every error a user can cause is a ``ValueError`` subclass (or ``NotFittedError``) whose
+message names the task, column, row or value at fault.
+"""
+
+from __future__ import annotations
+
+from sklearn.exceptions import NotFittedError
+
+__all__ = ["ModelFileError", "NotFittedError", "PolyheadError", "TaskError"]
+
+
+class PolyheadError(ValueError):
+    """Base class for errors caused by the user's input."""
+
+
+class TaskError(PolyheadError):
+    """A task definition or a target column is invalid."""
+
+
+class ModelFileError(PolyheadError):
+    """A saved model directory is missing, corrupted, tampered with or from a newer format."""

@@ -1,0 +1,203 @@
+"""Features: a table in, one dense float32 matrix out, fitted once on the training frame.
+
+* Numeric columns are standardised. A numeric column that has missing values at fit time is
+  imputed with its mean (0 after standardising) and gets a 0/1 missing-indicator column; a NaN
+  arriving at predict time in a column that had none at fit is imputed the same way.
+* Categorical columns (object, string, category, bool) are one-hot encoded. One-hot followed by
+  the trunk's first ``Linear`` layer *is* an embedding of width ``hidden[0]`` summed into the
+  first layer, so at the cardinalities of tabular data it loses nothing against separate
+  embedding tables, and it keeps the input a single dense tensor (one copy, one matmul, no
+  per-column lookups). Slot 0 of every column is reserved for categories unseen at fit: it is the
+  all-zero vector, i.e. "no evidence", so an unseen category leaves the row's other features to
+  speak. A missing category seen at fit gets its own learnt slot.
+* Datetime, timedelta and complex columns are refused with a message that says what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .exceptions import PolyheadError
+
+MISSING_CATEGORY = "<missing>"
+
+
+def _jsonable(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _row(index: pd.Index, pos: int) -> Any:
+    return _jsonable(index[pos])
+
+
+def is_categorical(column: pd.Series) -> bool:
+    """Whether a feature column is encoded as categories rather than numbers."""
+    dtype = column.dtype
+    if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        return True
+    if pd.api.types.is_numeric_dtype(dtype):
+        return False
+    inferred = pd.api.types.infer_dtype(column, skipna=True)
+    return inferred not in ("integer", "floating", "mixed-integer-float", "decimal", "empty")
+
+
+def _check_supported(name: str, column: pd.Series) -> None:
+    dtype = column.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or pd.api.types.is_timedelta64_dtype(dtype):
+        raise PolyheadError(f"feature column {name!r} has dtype {dtype}; convert it to numbers "
+                            "(e.g. a timestamp or day of year) or drop it")
+    if pd.api.types.is_complex_dtype(dtype):
+        raise PolyheadError(f"feature column {name!r} holds complex numbers, which are not supported")
+
+
+class FeatureEncoder:
+    """Fitted encoding of a feature table into a float32 matrix.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> enc = FeatureEncoder().fit(pd.DataFrame({"a": [1.0, 2.0, None], "b": ["x", "y", "x"]}))
+    >>> enc.feature_names_out_
+    ['a', 'a__missing', 'b=x', 'b=y']
+    >>> enc.transform(pd.DataFrame({"a": [1.5], "b": ["z"]})).tolist()
+    [[0.0, 0.0, 0.0, 0.0]]
+    """
+
+    def __init__(self) -> None:
+        self.columns_: list[dict[str, Any]] = []
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(self, X: pd.DataFrame) -> FeatureEncoder:
+        if X.shape[1] == 0:
+            raise PolyheadError("X has no feature columns")
+        self.columns_ = []
+        for name in X.columns:
+            column = X[name]
+            _check_supported(name, column)
+            if is_categorical(column):
+                self.columns_.append(self._fit_categorical(name, column))
+            else:
+                values = self._numeric(name, column)
+                observed = values[~np.isnan(values)]
+                mean = float(observed.mean()) if len(observed) else 0.0
+                std = float(observed.std()) if len(observed) else 0.0
+                self.columns_.append({
+                    "name": name, "type": "numeric", "mean": mean,
+                    "scale": std if std > 0 and np.isfinite(std) else 1.0,
+                    "indicator": bool(np.isnan(values).any()),
+                })
+        return self
+
+    @staticmethod
+    def _fit_categorical(name: str, column: pd.Series) -> dict[str, Any]:
+        observed = column.dropna()
+        if isinstance(column.dtype, pd.CategoricalDtype):
+            present = set(observed.unique().tolist())
+            cats = [c for c in column.dtype.categories.tolist() if c in present]
+        else:
+            uniques = observed.unique().tolist()
+            try:
+                cats = sorted(uniques)
+            except TypeError:
+                cats = sorted(uniques, key=str)
+        cats = [_jsonable(c) for c in cats]
+        for c in cats:
+            if not isinstance(c, (str, int, float, bool)):
+                raise PolyheadError(f"feature column {name!r}: category {c!r} of type "
+                                    f"{type(c).__name__} is not supported; convert it to text")
+        return {"name": name, "type": "categorical", "categories": cats,
+                "missing_slot": bool(column.isna().any())}
+
+    # -- transform ---------------------------------------------------------------------------
+    @property
+    def feature_names_out_(self) -> list[str]:
+        names: list[str] = []
+        for col in self.columns_:
+            if col["type"] == "numeric":
+                names.append(str(col["name"]))
+                if col["indicator"]:
+                    names.append(f"{col['name']}__missing")
+            else:
+                names.extend(f"{col['name']}={c}" for c in col["categories"])
+                if col["missing_slot"]:
+                    names.append(f"{col['name']}={MISSING_CATEGORY}")
+        return names
+
+    @property
+    def n_outputs_(self) -> int:
+        return len(self.feature_names_out_)
+
+    def transform(self, X: pd.DataFrame) -> np.ndarray:
+        """Encode ``X`` (which must hold every fitted column) as float32 ``(n, n_outputs_)``."""
+        missing = [c["name"] for c in self.columns_ if c["name"] not in X.columns]
+        if missing:
+            raise PolyheadError(f"X is missing feature column {missing[0]!r} seen at fit "
+                                f"({len(missing)} missing in all)")
+        n = len(X)
+        out = np.zeros((n, self.n_outputs_), dtype=np.float32)
+        j = 0
+        for col in self.columns_:
+            column = X[col["name"]]
+            if col["type"] == "numeric":
+                values = self._numeric(col["name"], column)
+                nan = np.isnan(values)
+                out[:, j] = np.where(nan, 0.0, (values - col["mean"]) / col["scale"])
+                j += 1
+                if col["indicator"]:
+                    out[:, j] = nan
+                    j += 1
+            else:
+                cats = col["categories"]
+                codes = pd.Index(cats, dtype=object).get_indexer(
+                    pd.Index(column.to_numpy(dtype=object).tolist(), dtype=object))
+                width = len(cats)
+                if col["missing_slot"]:
+                    codes = np.where(column.isna().to_numpy(), width, codes)
+                    width += 1
+                rows = np.flatnonzero(codes >= 0)
+                out[rows, j + codes[rows]] = 1.0
+                j += width
+        return out
+
+    @staticmethod
+    def _numeric(name: str, column: pd.Series) -> np.ndarray:
+        _check_supported(name, column)
+        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
+            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
+        else:
+            values = pd.to_numeric(column.astype(object), errors="coerce").to_numpy(dtype=np.float64)
+            bad = np.isnan(values) & column.notna().to_numpy()
+            if bad.any():
+                first = int(np.flatnonzero(bad)[0])
+                raise PolyheadError(f"feature column {name!r} is numeric but has "
+                                    f"{int(bad.sum())} non-numeric value(s), e.g. "
+                                    f"{column.iloc[first]!r} at row {_row(column.index, first)!r}")
+        inf = np.isinf(values)
+        if inf.any():
+            first = int(np.flatnonzero(inf)[0])
+            raise PolyheadError(f"feature column {name!r} has an infinite value "
+                                f"({values[first]}) at row {_row(column.index, first)!r}")
+        return values
+
+    # -- persistence -------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        return {"columns": self.columns_}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
+        enc = cls()
+        columns = data["columns"]
+        if not isinstance(columns, Sequence):
+            raise PolyheadError("feature encoder state must hold a list of columns")
+        for col in columns:
+            kind = col.get("type") if isinstance(col, Mapping) else None
+            required = {"numeric": ("name", "mean", "scale", "indicator"),
+                        "categorical": ("name", "categories", "missing_slot")}.get(str(kind))
+            if required is None or any(k not in col for k in required):
+                raise PolyheadError(f"feature encoder state has an invalid column entry: {col!r}")
+        enc.columns_ = [dict(c) for c in columns]
+        return enc

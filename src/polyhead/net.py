@@ -1,0 +1,424 @@
+"""``MultiTaskNet``: a shared MLP trunk with one head per task, trained on all tasks at once."""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator
+from sklearn.utils import Tags
+
+from . import _params as P
+from ._base import MultiTaskMixin
+from .exceptions import PolyheadError
+from .features import FeatureEncoder
+from .tasks import TaskSpec
+
+_PREDICT_CHUNK = 65536
+
+
+@contextlib.contextmanager
+def _torch_session(seed: int | None, threads: int | None) -> Iterator[None]:
+    """Seed torch without touching the caller's RNG, and optionally pin the thread count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        if threads is not None:
+            torch.set_num_threads(threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(previous)
+
+
+class MultiTaskNet(MultiTaskMixin, BaseEstimator):
+    """One neural network, several targets of mixed kinds.
+
+    A shared MLP trunk reads the encoded features; one linear head per task reads the trunk.
+    The training loss is a weighted sum of per-task losses in which a missing label (NaN or None
+    in a target) adds nothing, so every row still trains every task it has a label for.
+    Regression targets are standardised inside the model and predicted in their own units.
+
+    Parameters
+    ----------
+    tasks : None, dict, list of Task or "name:kind" strings
+        None infers a task per column of ``y`` (rules in :mod:`polyhead.tasks`).
+    hidden : tuple of int, default=(256, 128)
+        Widths of the trunk's layers.
+    activation : {"relu", "gelu", "silu", "tanh", "elu"}, default="relu"
+    dropout : float, default=0.0
+    norm : {"layer", "batch", None}, default=None
+        Normalisation after each trunk layer.
+    batch_size : int, default=128
+    max_epochs : int, default=300
+    lr : float, default=3e-3
+        AdamW learning rate.
+    weight_decay : float, default=1e-4
+        AdamW decoupled weight decay (not applied to biases, norms or loss-weighting parameters).
+    lr_schedule : {"plateau", "cosine", "constant"}, default="plateau"
+        "plateau" halves the rate when the validation loss stalls for ``patience // 3`` epochs.
+    early_stopping : bool, default=True
+        Stop when the validation loss has not improved for ``patience`` epochs and restore the
+        best weights. Needs ``validation_fraction > 0``.
+    patience : int, default=20
+    validation_fraction : float, default=0.1
+        Share of the training rows held out to monitor training (0 = none).
+    weighting : {"equal", "uncertainty"} or LossWeighting, default="equal"
+        How per-task losses are combined (see :mod:`polyhead.nn.weighting`).
+    random_state : int or None, default=None
+        Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
+        bit-identical results on a CPU with the same thread count.
+    n_threads : int or None, default=None
+        Torch threads while fitting and predicting (None keeps torch's setting).
+    device : str, default="cpu"
+    verbose : int, default=0
+        1 prints a line per epoch with per-task validation losses.
+
+    Attributes
+    ----------
+    tasks_ : dict of str to Task
+    classes_ : dict of str to ndarray
+    n_features_in_, feature_names_in_ : as in scikit-learn
+    history_ : list of dict
+        One plain dict per epoch: losses per task for train and validation, learning rate,
+        task weights, seconds.
+    n_iter_ : int
+        Epochs run.
+    module_ : torch.nn.Module
+        The fitted :class:`~polyhead.nn.MultiTaskModule`.
+
+    Examples
+    --------
+    >>> import polyhead, pandas as pd
+    >>> df = polyhead.datasets.load_abalone().head(300)
+    >>> y = pd.DataFrame({"rings": df.rings, "rings_class": df.rings})
+    >>> net = polyhead.MultiTaskNet(tasks={"rings": "regression", "rings_class": "multiclass"},
+    ...                             max_epochs=5, random_state=0).fit(df.drop(columns="rings"), y)
+    >>> list(net.predict(df.drop(columns="rings").head(2)).columns)
+    ['rings', 'rings_class']
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "hidden": [P.Satisfies(P.sizes, "a tuple of positive ints")],
+        "activation": [P.options("relu", "gelu", "silu", "tanh", "elu")],
+        "dropout": [P.Interval(float, 0, 1, "left")],
+        "norm": [P.options("layer", "batch", None)],
+        "batch_size": [P.Interval(int, 1, None)],
+        "max_epochs": [P.Interval(int, 1, None)],
+        "lr": [P.Interval(float, 0, None, "neither")],
+        "weight_decay": [P.Interval(float, 0, None)],
+        "lr_schedule": [P.options("plateau", "cosine", "constant")],
+        "early_stopping": [P.BOOL],
+        "patience": [P.Interval(int, 1, None)],
+        "validation_fraction": [P.Interval(float, 0, 1, "left")],
+        "weighting": [P.options("equal", "uncertainty"),
+                      P.Satisfies(lambda v: type(v).__name__ != "str" and hasattr(v, "setup"),
+                                  "a LossWeighting instance")],
+        "random_state": [P.SEED],
+        "n_threads": [P.NONE, P.Interval(int, 1, None)],
+        "device": [P.is_instance(str)],
+        "verbose": [P.BOOL, P.Interval(int, 0, None)],
+    }
+
+    def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (256, 128),
+                 activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
+                 batch_size: int = 128, max_epochs: int = 300, lr: float = 3e-3,
+                 weight_decay: float = 1e-4, lr_schedule: str = "plateau",
+                 early_stopping: bool = True, patience: int = 20,
+                 validation_fraction: float = 0.1, weighting: Any = "equal",
+                 random_state: int | None = None, n_threads: int | None = None,
+                 device: str = "cpu", verbose: int = 0) -> None:
+        self.tasks = tasks
+        self.hidden = hidden
+        self.activation = activation
+        self.dropout = dropout
+        self.norm = norm
+        self.batch_size = batch_size
+        self.max_epochs = max_epochs
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.lr_schedule = lr_schedule
+        self.early_stopping = early_stopping
+        self.patience = patience
+        self.validation_fraction = validation_fraction
+        self.weighting = weighting
+        self.random_state = random_state
+        self.n_threads = n_threads
+        self.device = device
+        self.verbose = verbose
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = True
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
+
+    # -- fit ---------------------------------------------------------------------------------
+    def fit(self, X: Any, y: Any) -> MultiTaskNet:
+        """Fit the network on features ``X`` and targets ``y`` (one column per task)."""
+        P.validate_params(self, self._parameter_constraints)
+        Xf, yf = self._prepare_fit(X, y)
+        self.features_ = FeatureEncoder().fit(Xf)
+        features = self.features_.transform(Xf)
+        targets = {t.name: t.encode(yf) for t in self.task_states_}
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31))
+        self._seed = seed
+        with _torch_session(seed, self.n_threads):
+            self.module_ = self.build_module(features.shape[1])
+            self.weighting_ = self.build_weighting()
+            self.fit_loop(features, targets)
+        return self
+
+    def build_module(self, in_features: int) -> Any:
+        """The trunk-and-heads network for ``in_features`` encoded inputs."""
+        from .nn import MultiTaskModule
+
+        heads = {t.name: t.out_dim for t in self.task_states_}
+        return MultiTaskModule(in_features, heads, tuple(int(h) for h in self.hidden),
+                               self.activation, self.dropout, self.norm).to(self.device)
+
+    def build_weighting(self) -> Any:
+        from .nn import get_weighting
+
+        weighting = get_weighting(self.weighting)
+        weighting.setup([t.kind for t in self.task_states_],
+                        [t.task.weight for t in self.task_states_])
+        return weighting.to(self.device)
+
+    def build_optimizer(self) -> Any:
+        """AdamW; no weight decay on biases, norms or the loss weighting's parameters."""
+        import torch
+
+        decay, no_decay = [], []
+        for name, param in self.module_.named_parameters():
+            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+        groups = [{"params": decay, "weight_decay": self.weight_decay},
+                  {"params": no_decay + list(self.weighting_.parameters()), "weight_decay": 0.0}]
+        return torch.optim.AdamW(groups, lr=self.lr, foreach=True)
+
+    def build_scheduler(self, optimizer: Any) -> Any:
+        import torch
+
+        if self.lr_schedule == "plateau":
+            return torch.optim.lr_scheduler.ReduceLROnPlateau(
+                optimizer, factor=0.5, patience=max(1, self.patience // 3))
+        if self.lr_schedule == "cosine":
+            return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=self.max_epochs)
+        return None
+
+    def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Train and validation row positions (validation empty when too few rows)."""
+        rng = np.random.default_rng(self._seed)
+        n_valid = int(math.floor(n * self.validation_fraction))
+        if n_valid < 1 or n - n_valid < 1:
+            return np.arange(n), np.arange(0)
+        perm = rng.permutation(n)
+        return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
+
+    def fit_loop(self, features: np.ndarray, targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        """Epochs of training with validation, early stopping and the learning-rate schedule."""
+        import torch
+
+        train_idx, valid_idx = self._split(len(features))
+        device = torch.device(self.device)
+
+        def tensors(idx: np.ndarray) -> tuple[Any, dict[str, tuple[Any, Any]]]:
+            x = torch.from_numpy(features[idx]).to(device)
+            t = {k: (torch.from_numpy(v[idx]).to(device), torch.from_numpy(m[idx]).to(device))
+                 for k, (v, m) in targets.items()}
+            return x, t
+
+        train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
+        self.optimizer_ = self.build_optimizer()
+        scheduler = self.build_scheduler(self.optimizer_)
+        generator = torch.Generator().manual_seed(self._seed)
+        weights = torch.tensor([t.task.weight for t in self.task_states_], device=device)
+        names = [t.name for t in self.task_states_]
+        self.history_: list[dict[str, Any]] = []
+        best, best_epoch, best_state = math.inf, 0, None
+        printer = _EpochPrinter(names) if self.verbose else None
+        for epoch in range(1, self.max_epochs + 1):
+            start = time.perf_counter()
+            train_losses = self.run_epoch(*train, generator=generator)
+            valid_losses = self.evaluate_losses(*valid) if valid is not None else None
+            monitored = float((weights * (valid_losses if valid_losses is not None else train_losses)).sum())
+            lr = self.optimizer_.param_groups[0]["lr"]
+            record = {"epoch": epoch, "train_loss": float((weights * train_losses).sum()),
+                      "valid_loss": monitored if valid_losses is not None else None,
+                      "train": dict(zip(names, train_losses.tolist(), strict=True)),
+                      "valid": (dict(zip(names, valid_losses.tolist(), strict=True))
+                                if valid_losses is not None else None),
+                      "lr": lr, "task_weights": dict(zip(names, self.weighting_.effective_weights(), strict=True)),
+                      "seconds": 0.0}
+            if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
+                scheduler.step(monitored)
+            elif scheduler is not None:
+                scheduler.step()
+            improved = monitored < best - 1e-7 * abs(best) if math.isfinite(best) else True
+            if improved:
+                best, best_epoch = monitored, epoch
+                if self.early_stopping and valid is not None:
+                    best_state = copy.deepcopy((self.module_.state_dict(), self.weighting_.state_dict()))
+            record["seconds"] = time.perf_counter() - start
+            self.history_.append(record)
+            if printer is not None:
+                printer(record, improved)
+            if not math.isfinite(monitored):
+                raise PolyheadError(f"training diverged at epoch {epoch} (loss {monitored}); "
+                                    "try a smaller lr")
+            if self.early_stopping and valid is not None and epoch - best_epoch >= self.patience:
+                break
+        if best_state is not None:
+            self.module_.load_state_dict(best_state[0])
+            self.weighting_.load_state_dict(best_state[1])
+        self.best_epoch_ = best_epoch
+        self.n_iter_ = len(self.history_)
+        self.module_.eval()
+
+    def run_epoch(self, x: Any, targets: dict[str, tuple[Any, Any]], *, generator: Any) -> Any:
+        """One pass over the training rows in shuffled mini-batches; mean per-task losses."""
+        import torch
+
+        self.module_.train()
+        n = x.shape[0]
+        perm = torch.randperm(n, generator=generator).to(x.device)
+        # One gather per epoch, then contiguous slices: no per-row or per-batch indexing work.
+        x = x[perm]
+        shuffled = {k: (v[perm], m[perm]) for k, (v, m) in targets.items()}
+        total = torch.zeros(len(targets), device=x.device)
+        for start in range(0, n, self.batch_size):
+            stop = min(start + self.batch_size, n)
+            if stop - start == 1 and n > 1 and self.norm == "batch":
+                continue  # batch norm cannot train on one row
+            batch = {k: (v[start:stop], m[start:stop]) for k, (v, m) in shuffled.items()}
+            total += self.train_step(x[start:stop], batch) * (stop - start)
+        return total / n
+
+    def train_step(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
+        """One optimiser step on a batch; returns the per-task losses (detached)."""
+        self.optimizer_.zero_grad(set_to_none=True)
+        losses = self.compute_loss(self.module_(x), targets)
+        self.weighting_(losses).backward()
+        self.optimizer_.step()
+        return losses.detach()
+
+    def compute_loss(self, outputs: dict[str, Any], targets: dict[str, tuple[Any, Any]]) -> Any:
+        """The vector of per-task losses, each masked to the labels present."""
+        import torch
+
+        from .nn.losses import LOSS_FUNCTIONS
+
+        return torch.stack([
+            LOSS_FUNCTIONS[(t.kind, t.task.loss or "")](outputs[t.name], *targets[t.name])
+            for t in self.task_states_])
+
+    def evaluate_losses(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
+        """Per-task losses on held-out rows, without gradients."""
+        import torch
+
+        self.module_.eval()
+        with torch.inference_mode():
+            return self.compute_loss(self.module_(x), targets)
+
+    # -- persistence -------------------------------------------------------------------------
+    def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Manifest entries and tensors for :func:`polyhead.persistence.save`."""
+        tensors = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
+        tensors.update({f"weighting.{k}": v.detach().cpu().numpy()
+                        for k, v in self.weighting_.state_dict().items()})
+        state = {
+            "architecture": {
+                "in_features": self.features_.n_outputs_,
+                "input_names": self.features_.feature_names_out_,
+                "hidden": [int(h) for h in self.hidden], "activation": self.activation,
+                "dropout": self.dropout, "norm": self.norm,
+                "heads": {t.name: t.out_dim for t in self.task_states_},
+                "n_parameters": int(sum(p.numel() for p in self.module_.parameters())),
+                "summary": str(self.module_),
+            },
+            "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed},
+            "history": self.history_,
+        }
+        return state, tensors
+
+    def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+        """Rebuild the network from a manifest and its tensors (see :func:`polyhead.load`)."""
+        import torch
+
+        arch = manifest["architecture"]
+        if int(arch["in_features"]) != self.features_.n_outputs_:
+            raise PolyheadError(f"architecture expects {arch['in_features']} inputs but the "
+                                f"feature encoder makes {self.features_.n_outputs_}")
+        self.hidden = tuple(int(h) for h in arch["hidden"])
+        self.module_ = self.build_module(int(arch["in_features"]))
+        self.weighting_ = self.build_weighting()
+
+        def part(prefix: str) -> dict[str, Any]:
+            return {k[len(prefix):]: torch.from_numpy(v.copy()) for k, v in tensors.items()
+                    if k.startswith(prefix)}
+
+        self.module_.load_state_dict(part("module."), strict=True)
+        self.weighting_.load_state_dict(part("weighting."), strict=True)
+        self.module_.eval()
+        training = manifest.get("training", {})
+        self.n_iter_ = int(training.get("n_iter", 0))
+        self.best_epoch_ = int(training.get("best_epoch", 0))
+        self._seed = training.get("seed")
+        self.history_ = list(manifest.get("history", []))
+
+    # -- predict -----------------------------------------------------------------------------
+    def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        import torch
+
+        from .nn.losses import activate
+
+        features = self.features_.transform(X)
+        parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}
+        self.module_.eval()
+        threads = self.n_threads
+        with _torch_session(None, threads), torch.inference_mode():
+            for start in range(0, len(features), _PREDICT_CHUNK):
+                x = torch.from_numpy(features[start:start + _PREDICT_CHUNK]).to(self.device)
+                raw = self.module_(x)
+                for t in self.task_states_:
+                    parts[t.name].append(activate(t.kind, raw[t.name]).double().cpu().numpy())
+        out = {}
+        for t in self.task_states_:
+            values = np.concatenate(parts[t.name])
+            out[t.name] = values * t.scale + t.mean if t.kind == "regression" else values
+        return out
+
+
+class _EpochPrinter:
+    """A line per epoch, with per-task validation losses, for ``verbose=1``."""
+
+    def __init__(self, names: list[str]) -> None:
+        from rich.console import Console
+
+        self.console = Console(stderr=True, highlight=False)
+        self.names = names
+
+    def __call__(self, record: dict[str, Any], improved: bool) -> None:
+        losses = record["valid"] or record["train"]
+        tasks = "  ".join(f"{n} {losses[n]:.4f}" for n in self.names)
+        valid = record["valid_loss"]
+        mark = " *" if improved else ""
+        valid_text = f"valid {valid:.4f}" if valid is not None else "valid -"
+        self.console.print(f"epoch {record['epoch']:>4}  train {record['train_loss']:.4f}  "
+                           f"{valid_text}  [{tasks}]  lr {record['lr']:.2g}  "
+                           f"{record['seconds'] * 1000:.0f} ms{mark}")

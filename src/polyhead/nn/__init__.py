@@ -1,0 +1,10 @@
+"""The neural side of polyhead: the trunk-and-heads module, losses and loss weighting.
+
+Importing this package imports torch; the rest of polyhead imports it only when a network is
+fitted or loaded.
+"""
+
+from .model import MultiTaskModule, Trunk
+from .weighting import LossWeighting, get_weighting
+
+__all__ = ["LossWeighting", "MultiTaskModule", "Trunk", "get_weighting"]

@@ -1,0 +1,59 @@
+"""A shared MLP trunk and one linear head per task; ``forward`` returns ``{task: output}``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU,
+}
+NORMS = ("layer", "batch", None)
+
+
+class Trunk(nn.Sequential):
+    """``[Linear -> norm -> activation -> dropout] * len(hidden)``; ``out_features`` is its width."""
+
+    def __init__(self, in_features: int, hidden: Sequence[int], activation: str = "relu",
+                 dropout: float = 0.0, norm: str | None = None) -> None:
+        layers: list[nn.Module] = []
+        width = in_features
+        for size in hidden:
+            layers.append(nn.Linear(width, size))
+            if norm == "layer":
+                layers.append(nn.LayerNorm(size))
+            elif norm == "batch":
+                layers.append(nn.BatchNorm1d(size))
+            layers.append(ACTIVATIONS[activation]())
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = size
+        super().__init__(*layers)
+        self.out_features = width
+
+
+class MultiTaskModule(nn.Module):
+    """Shared trunk plus a ``ModuleDict`` of linear heads keyed by task name.
+
+    Parameters
+    ----------
+    in_features : int
+        Width of the encoded feature matrix.
+    heads : mapping of str to int
+        Task name -> number of raw outputs (1 for regression/binary, classes, labels).
+    hidden, activation, dropout, norm
+        The trunk's shape (see :class:`Trunk`).
+    """
+
+    def __init__(self, in_features: int, heads: Mapping[str, int], hidden: Sequence[int] = (),
+                 activation: str = "relu", dropout: float = 0.0, norm: str | None = None) -> None:
+        super().__init__()
+        self.trunk = Trunk(in_features, hidden, activation, dropout, norm)
+        self.heads = nn.ModuleDict(
+            {name: nn.Linear(self.trunk.out_features, dim) for name, dim in heads.items()})
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.trunk(x)
+        return {name: head(h) for name, head in self.heads.items()}

@@ -175,7 +175,7 @@ class FeatureEncoder:
                 first = int(np.flatnonzero(bad)[0])
                 raise PolyheadError(f"feature column {name!r} is numeric but has "
                                     f"{int(bad.sum())} non-numeric value(s), e.g. "
-                                    f"{column.iloc[first]!r} at row {_row(column.index, first)!r}")
+                                    f"{_jsonable(column.iloc[first])!r} at row {_row(column.index, first)!r}")
         inf = np.isinf(values)
         if inf.any():
             first = int(np.flatnonzero(inf)[0])

@@ -421,4 +421,4 @@ class _EpochPrinter:
         valid_text = f"valid {valid:.4f}" if valid is not None else "valid -"
         self.console.print(f"epoch {record['epoch']:>4}  train {record['train_loss']:.4f}  "
                            f"{valid_text}  [{tasks}]  lr {record['lr']:.2g}  "
-                           f"{record['seconds'] * 1000:.0f} ms{mark}")
+                           f"{record['seconds'] * 1000:.0f} ms{mark}", markup=False)

@@ -222,9 +222,13 @@ def infer_kind(column: pd.Series) -> str:
     return "binary" if values.nunique() == 2 else "regression"
 
 
+def _plain(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (so messages show 2, not np.int64(2))."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _row(index: pd.Index, pos: int) -> Any:
-    label = index[pos]
-    return label.item() if isinstance(label, np.generic) else label
+    return _plain(index[pos])
 
 
 def _class_labels(values: pd.Series) -> np.ndarray:
@@ -316,7 +320,7 @@ class FittedTask:
                                 f"({classes[0]!r}); a classification task needs at least two")
             if task.kind == "binary" and len(classes) > 2:
                 raise TaskError(f"task {task.name!r}: binary task has {len(classes)} classes "
-                                f"(e.g. {', '.join(map(repr, classes[:4].tolist()))}); "
+                                f"(e.g. {', '.join(map(repr, map(_plain, classes[:4].tolist())))}); "
                                 "use kind='multiclass'")
             fitted.classes = classes
         return fitted
@@ -490,13 +494,13 @@ def regression_values(task: Task, column: pd.Series) -> np.ndarray:
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TaskError(f"task {task.name!r}: regression target {column.name!r} has "
-                            f"{int(bad.sum())} non-numeric value(s), e.g. {column.iloc[first]!r} "
+                            f"{int(bad.sum())} non-numeric value(s), e.g. {_plain(column.iloc[first])!r} "
                             f"at row {_row(column.index, first)!r}")
     inf = np.isinf(values)
     if inf.any():
         first = int(np.flatnonzero(inf)[0])
         raise TaskError(f"task {task.name!r}: regression target {column.name!r} has infinite "
-                        f"value {values[first]!r} at row {_row(column.index, first)!r}")
+                        f"value {float(values[first])} at row {_row(column.index, first)!r}")
     return values
 
 
@@ -510,7 +514,7 @@ def multilabel_values(task: Task, y: pd.DataFrame) -> np.ndarray:
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TaskError(f"task {task.name!r}: multilabel column {col!r} must hold 0/1 "
-                            f"values, found {column.iloc[first]!r} at row "
+                            f"values, found {_plain(column.iloc[first])!r} at row "
                             f"{_row(column.index, first)!r}")
         out[:, j] = values
     return out

@@ -116,7 +116,7 @@ def test_same_seed_bit_identical(mixed):
     b = net(tasks=MIXED_TASKS, dropout=0.1).fit(X, y)
     pd.testing.assert_frame_equal(a.predict(X), b.predict(X))
     np.testing.assert_array_equal(a.predict_proba(X)["level"], b.predict_proba(X)["level"])
-    assert a.history_ == [dict(r, seconds=ra["seconds"]) for r, ra in zip(b.history_, a.history_)]
+    assert a.history_ == [dict(r, seconds=ra["seconds"]) for r, ra in zip(b.history_, a.history_, strict=True)]
     c = net(tasks=MIXED_TASKS, random_state=1).fit(X, y)
     assert not np.array_equal(a.predict(X)["amount"], c.predict(X)["amount"])
 
@@ -218,7 +218,7 @@ def test_bad_input_errors(mixed):
         net(tasks={"age": "regression"}).fit(X, y)
     bad = y.assign(amount=y["amount"].astype(object))
     bad.loc[7, "amount"] = "n/a"
-    with pytest.raises(TaskError, match="task 'amount'.*'n/a' at row 7"):
+    with pytest.raises(TaskError, match=r"task 'amount'.*'n/a' at row 7"):
         net(tasks={"amount": "regression"}).fit(X, bad)
     with pytest.raises(TaskError, match="only one class"):
         net(tasks={"kind": "multiclass"}).fit(X, y.assign(kind="yes"))

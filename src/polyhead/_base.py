@@ -60,12 +60,15 @@ class MultiTaskMixin:
             array = np.asarray(X)
             if array.ndim != 2:
                 raise PolyheadError(f"{name}: expected a 2D array or DataFrame for X, got "
-                                    f"{array.ndim}D; reshape your data with X.reshape(-1, 1) "
+                                    f"{array.ndim}D. Reshape your data with X.reshape(-1, 1) "
                                     "for one feature or X.reshape(1, -1) for one row")
             if array.dtype.kind == "c":
-                raise PolyheadError(f"{name}: complex data is not supported")
+                raise PolyheadError(f"{name}: Complex data not supported")
             frame = pd.DataFrame(array, columns=[f"x{i}" for i in range(array.shape[1])])
             from_frame = False
+        if frame.shape[1] == 0:
+            raise PolyheadError(f"{name}: found array with 0 feature(s) (shape={frame.shape}) "
+                                "while a minimum of 1 is required.")
         if frame.shape[0] == 0:
             raise PolyheadError(f"{name}: found array with 0 sample(s) (shape={frame.shape}) "
                                 "while a minimum of 1 is required")

@@ -32,8 +32,9 @@ class Interval:
             return False
         if not isinstance(value, numbers.Real):
             return False
-        lo_ok = self.low is None or (value >= self.low if self.closed in ("both", "left") else value > self.low)
-        hi_ok = self.high is None or (value <= self.high if self.closed in ("both", "right") else value < self.high)
+        x = float(value)
+        lo_ok = self.low is None or (x >= self.low if self.closed in ("both", "left") else x > self.low)
+        hi_ok = self.high is None or (x <= self.high if self.closed in ("both", "right") else x < self.high)
         return bool(lo_ok and hi_ok)
 
     def __str__(self) -> str:
@@ -86,13 +87,13 @@ def is_instance(*types: type, description: str | None = None) -> Satisfies:
 def sizes(value: Any) -> bool:
     """A tuple/list of positive ints (layer widths)."""
     return (isinstance(value, Iterable) and not isinstance(value, (str, bytes, Mapping))
-            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0
+            and all(isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) > 0
                     for v in value))
 
 
 NONE = options(None)
 BOOL = is_instance(bool, description="True or False")
-SEED = Satisfies(lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and v >= 0),
+SEED = Satisfies(lambda v: v is None or (isinstance(v, numbers.Integral) and not isinstance(v, bool) and int(v) >= 0),
                  "None or an int >= 0")
 
 

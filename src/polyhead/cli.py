@@ -19,6 +19,25 @@ app = typer.Typer(
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from ._version import __version__
+
+        print(f"polyhead {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Multi-task learning on tabular data: one model, several targets of mixed kinds.
+
+    Add --debug to any command to see the traceback of an internal error.
+    """
+
+
 class UsageError(Exception):
     """Bad usage or bad input: reported as one line, exit code 2."""
 
@@ -38,7 +57,7 @@ def _print_table(frame: Any, title: str, floatfmt: str = "{:.3f}") -> None:
     table.add_column(frame.index.name or "", style="bold")
     for col in frame.columns:
         table.add_column(str(col), justify="right")
-    for idx, row in frame.iterrows():
+    for idx, *row in frame.itertuples():
         cells = []
         for value in row:
             if isinstance(value, float):
@@ -78,22 +97,22 @@ def demo(
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: exit 0 on success, 2 on bad usage or input, 1 on an internal error."""
-    from .exceptions import PolyheadError
-
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    args = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--debug"]
+    raw = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in raw
+    args = [a for a in raw if a != "--debug"]
     try:
         app(args=args, standalone_mode=True)
-    except (UsageError, PolyheadError, FileNotFoundError, FileExistsError) as exc:
-        if debug:
-            raise
-        _console(stderr=True).print(f"error: {exc}", markup=False)
-        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
-    except Exception as exc:  # an internal error: one line, the traceback with --debug
+    except Exception as exc:
         if debug:
             raise
+        # imported here: the exception module pulls in scikit-learn, which --help must not
+        from .exceptions import PolyheadError
+
+        if isinstance(exc, (UsageError, PolyheadError, FileNotFoundError, FileExistsError)):
+            _console(stderr=True).print(f"error: {exc}", markup=False)
+            sys.exit(2)
         _console(stderr=True).print(f"internal error: {type(exc).__name__}: {exc} "
                                     "(run again with --debug for the traceback)", markup=False)
         sys.exit(1)

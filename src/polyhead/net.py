@@ -204,7 +204,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """AdamW; no weight decay on biases, norms or the loss weighting's parameters."""
         import torch
 
-        decay, no_decay = [], []
+        decay: list[Any] = []
+        no_decay: list[Any] = []
         for name, param in self.module_.named_parameters():
             (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
         groups = [{"params": decay, "weight_decay": self.weight_decay},
@@ -224,7 +225,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     def _split(self, n: int) -> tuple[np.ndarray, np.ndarray]:
         """Train and validation row positions (validation empty when too few rows)."""
         rng = np.random.default_rng(self._seed)
-        n_valid = int(math.floor(n * self.validation_fraction))
+        n_valid = math.floor(n * self.validation_fraction)
         if n_valid < 1 or n - n_valid < 1:
             return np.arange(n), np.arange(0)
         perm = rng.permutation(n)

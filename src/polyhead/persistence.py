@@ -164,7 +164,7 @@ def load(path: str | os.PathLike[str]) -> Any:
     Raises :class:`~polyhead.exceptions.ModelFileError` for a missing, corrupted, truncated,
     tampered or too-new model directory.
     """
-    from safetensors import SafetensorsError
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     from .net import MultiTaskNet
@@ -184,7 +184,7 @@ def load(path: str | os.PathLike[str]) -> Any:
                              "file is truncated, corrupted or from another model")
     try:
         tensors = load_file(str(weights))
-    except (SafetensorsError, OSError, ValueError) as exc:
+    except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{weights} cannot be read: {exc}") from None
     try:
         params = dict(manifest["params"])

@@ -124,8 +124,9 @@ class Task:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Task:
-        return cls(**{k: data.get(k) for k in ("name", "kind", "column", "columns")},
-                   weight=float(data.get("weight", 1.0)), loss=data.get("loss"))
+        return cls(str(data["name"]), kind=data.get("kind"), column=data.get("column"),
+                   columns=data.get("columns"), weight=float(data.get("weight", 1.0)),
+                   loss=data.get("loss"))
 
 
 TaskSpec = Mapping[str, str | None] | Sequence[Task | str] | str | Task | None
@@ -307,7 +308,7 @@ class FittedTask:
             std = float(observed.std())
             fitted.scale = std if std > 0 and np.isfinite(std) else 1.0
         elif task.kind == "multilabel":
-            for col, has in zip(cols, present, strict=True):
+            for col, has in zip(cols, np.asarray(present).tolist(), strict=True):
                 if not has:
                     raise TaskError(f"task {task.name!r}: label column {col!r} is all missing")
             multilabel_values(task, y)
@@ -474,7 +475,7 @@ class FittedTask:
         classes = data.get("classes")
         array = None
         if classes is not None:
-            dtype = np.dtype(data["classes_dtype"]) if data.get("classes_dtype") else object
+            dtype = np.dtype(data["classes_dtype"]) if data.get("classes_dtype") else np.dtype(object)
             if dtype.kind not in "biuf":
                 dtype = np.dtype(object)
             array = np.asarray(classes, dtype=dtype)

@@ -26,6 +26,7 @@ class Uncertainty(LossWeighting):
     """
 
     name = "uncertainty"
+    factor: torch.Tensor
 
     def __init__(self, init_log_var: float = 0.0) -> None:
         super().__init__()

@@ -43,3 +43,39 @@ def test_demo_prints_the_three_models():
 def test_unknown_command_is_usage_error():
     out = run("frobnicate")
     assert out.returncode == 2
+
+
+@pytest.mark.realdata
+def test_readme_walkthrough_end_to_end(tmp_path):
+    """Run the README's shell walk-through through the installed entry point."""
+    import re
+    import shlex
+
+    from conftest import SHARED_DATA, shared_data
+
+    shared_data("penguins")
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(r"<!-- cli-walkthrough.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
+    commands = [c for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+    assert len(commands) == 4
+    outputs = []
+    for command in commands:
+        argv = [a.replace("../shared/data", str(SHARED_DATA)) for a in shlex.split(command)]
+        assert argv[0] == "polyhead"
+        proc = subprocess.run([str(BIN), *argv[1:]], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=300)
+        assert proc.returncode == 0, (command, proc.stderr)
+        outputs.append(proc.stdout)
+    manifest = json.loads((tmp_path / "penguins-model" / "manifest.json").read_text())
+    assert [t["task"]["kind"] for t in manifest["tasks"]] == ["multiclass", "binary", "regression"]
+    assert "year" not in manifest["feature_columns"]
+    import pandas as pd
+
+    preds = pd.read_csv(tmp_path / "preds.csv")
+    assert len(preds) == 344
+    assert list(preds.columns[:4]) == ["island", "species", "sex", "body_mass_g"]
+    assert {"species:Adelie", "sex:female"} <= set(preds.columns)
+    metrics = json.loads(outputs[3])["metrics"]
+    assert metrics["sex"]["n"] == 333 and metrics["body_mass_g"]["n"] == 342
+    assert metrics["species"]["accuracy"] > 0.9
+    assert "Tasks (344 rows, 4 features)" in outputs[0]

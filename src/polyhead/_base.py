@@ -177,6 +177,27 @@ class MultiTaskMixin:
         index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(Xf))
         return self._predict_outputs(Xf), index
 
+    def predict_frame(self, X: Any, *, proba: bool = False) -> pd.DataFrame:
+        """Predictions as a DataFrame whatever ``y`` was: one column per task (label columns for
+        multilabel tasks) and, with ``proba=True``, a ``task:class`` column per class
+        probability. Used by the command line and the prediction service."""
+        outputs, index = self._outputs(X)
+        columns: dict[str, Any] = {}
+        for t in self.task_states_:
+            pred = t.predict(outputs[t.name])
+            if t.kind == "multilabel":
+                for j, col in enumerate(t.output_columns):
+                    columns[col] = pred[:, j]
+            else:
+                columns[t.name] = pred
+        if proba:
+            for t in self.task_states_:
+                if t.kind in CLASS_KINDS:
+                    frame = t.proba_frame(outputs[t.name], index)
+                    for col in frame.columns:
+                        columns[f"{t.name}:{col}"] = frame[col].to_numpy()
+        return pd.DataFrame(columns, index=index)
+
     def predict(self, X: Any) -> Any:
         """Predictions per task, in the form of the ``y`` given to ``fit``.
 

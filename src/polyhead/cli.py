@@ -45,7 +45,10 @@ class UsageError(Exception):
 def _console(stderr: bool = False) -> Any:
     from rich.console import Console
 
-    return Console(stderr=stderr, highlight=False)
+    stream = sys.stderr if stderr else sys.stdout
+    # rich assumes 80 columns off a terminal: too narrow for metric tables in logs and pipes
+    width = None if stream.isatty() else 160
+    return Console(stderr=stderr, highlight=False, width=width)
 
 
 def _print_table(frame: Any, title: str, floatfmt: str = "{:.3f}") -> None:
@@ -66,6 +69,322 @@ def _print_table(frame: Any, title: str, floatfmt: str = "{:.3f}") -> None:
                 cells.append(str(value))
         table.add_row(str(idx), *cells)
     _console().print(table)
+
+
+MODELS = {"net": ("polyhead.net", "MultiTaskNet")}
+
+
+def _model_class(name: str) -> Any:
+    import importlib
+
+    if name not in MODELS:
+        raise UsageError(f"unknown --model {name!r}; available: {', '.join(MODELS)}")
+    module, attr = MODELS[name]
+    return getattr(importlib.import_module(module), attr)
+
+
+def _parse_value(text: str) -> Any:
+    if "," in text:
+        return tuple(_parse_value(t) for t in text.split(",") if t.strip())
+    low = text.strip().lower()
+    if low in ("none", "null"):
+        return None
+    if low in ("true", "false"):
+        return low == "true"
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text.strip()
+
+
+def _parse_params(items: list[str], cls: Any) -> dict[str, Any]:
+    defaults = cls().get_params()
+    params: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--param {item!r}: expected name=value, e.g. --param max_epochs=200")
+        if key not in defaults or key == "tasks":
+            names = ", ".join(k for k in defaults if k != "tasks")
+            raise UsageError(f"--param {key!r} is not a parameter of {cls.__name__}; "
+                             f"choose from {names}")
+        parsed = _parse_value(value)
+        if isinstance(defaults[key], tuple) and not isinstance(parsed, tuple):
+            parsed = (parsed,)
+        params[key] = parsed
+    return params
+
+
+def _split_names(values: list[str] | None) -> list[str]:
+    return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
+
+
+def _targets(data: Any, target: list[str], prefix: str | None, source: Any) -> list[Any]:
+    from .tasks import Task
+
+    tasks = [Task.parse(t) for t in target]
+    if prefix:
+        tasks += [Task(c[len(prefix):] or c, column=c) for c in data.columns
+                  if str(c).startswith(prefix)]
+    if not tasks:
+        raise UsageError("no targets: give --target name[:kind][=column(s)] (repeatable) "
+                         "or --target-prefix PREFIX")
+    for t in tasks:
+        for col in t.source_columns:
+            if col not in data.columns:
+                shown = ", ".join(map(str, list(data.columns)[:20]))
+                raise UsageError(f"target {t.name!r}: column {col!r} is not in {source} "
+                                 f"(columns: {shown})")
+    return tasks
+
+
+def _metrics_json(table: Any) -> dict[str, Any]:
+    import math
+
+    out = {}
+    for task, row in table.iterrows():
+        out[str(task)] = {k: (None if isinstance(v, float) and math.isnan(v) else
+                              (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
+    return out
+
+
+@app.command()
+def fit(
+    data: str = typer.Argument(..., help="Training data: .csv (.gz/.zst), .parquet or .jsonl"),
+    output: str = typer.Option(..., "--output", "-o", help="Model directory to write"),
+    target: list[str] = typer.Option([], "--target", "-t", help=(
+        "A task: name[:kind][=column(s)], e.g. rings:regression, rings_class:multiclass=rings, "
+        "tags:multilabel=a,b,c. Repeatable. Kind is inferred when left out.")),
+    target_prefix: str | None = typer.Option(None, "--target-prefix",
+                                             help="Every column starting with this is a target"),
+    model: str = typer.Option("net", "--model", "-m", help="Model family"),
+    features: list[str] = typer.Option([], "--features", help="Feature columns (comma list); default: all non-target columns"),
+    drop: list[str] = typer.Option([], "--drop", help="Columns to leave out (comma list)"),
+    param: list[str] = typer.Option([], "--param", "-p", help="Model parameter name=value, e.g. hidden=64,64"),
+    valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Rows held out for validation"),
+    seed: int = typer.Option(0, "--seed", help="random_state"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model directory"),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables"),
+) -> None:
+    """Fit a multi-task model on a file and save it to a directory."""
+    import json
+    import time
+
+    from .io import check_output_path, read_table
+    from .tasks import FittedTask, describe_tasks, resolve_tasks
+
+    check_output_path(output, force=force, kind="dir")
+    if not 0 <= valid_fraction < 1:
+        raise UsageError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
+    cls = _model_class(model)
+    params = _parse_params(param, cls)
+    frame = read_table(data, sep=sep)
+    tasks = _targets(frame, target, target_prefix, data)
+    target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
+    dropped = set(_split_names(drop))
+    chosen = _split_names(features) or [c for c in frame.columns
+                                         if c not in target_cols and c not in dropped]
+    missing = [c for c in chosen if c not in frame.columns]
+    if missing:
+        raise UsageError(f"feature column {missing[0]!r} is not in {data}")
+    if not chosen:
+        raise UsageError("no feature columns left after removing targets and --drop")
+    X, y = frame[chosen], frame[target_cols]
+    resolved = resolve_tasks(tasks, y)
+    console = _console()
+    if not json_out:
+        _print_table(describe_tasks([FittedTask.fit(t, y) for t in resolved]),
+                     f"Tasks ({len(frame)} rows, {len(chosen)} features)")
+    estimator = cls(tasks=resolved, **{"random_state": seed, **params})
+    if "validation_fraction" in estimator.get_params():
+        estimator.set_params(validation_fraction=valid_fraction)
+    start = time.perf_counter()
+    _fit_with_progress(estimator, X, y, show=not json_out)
+    seconds = time.perf_counter() - start
+    rows = getattr(estimator, "validation_indices_", None)
+    if rows is not None and len(rows):
+        label, table = f"validation split ({len(rows)} rows)", estimator.evaluate(X.iloc[rows], y.iloc[rows])
+    else:
+        label, table = f"training rows ({len(X)}; no validation split)", estimator.evaluate(X, y)
+    estimator.save(output, overwrite=force)
+    if json_out:
+        print(json.dumps({"model_dir": str(output), "fit_seconds": seconds,
+                          "epochs": getattr(estimator, "n_iter_", None), "evaluated_on": label,
+                          "tasks": [t.to_dict() for t in resolved],
+                          "metrics": _metrics_json(table)}))
+        return
+    _print_table(table, f"Metrics on the {label}")
+    console.print(f"saved to {output} ({seconds:.1f} s)", markup=False)
+
+
+def _fit_with_progress(estimator: Any, X: Any, y: Any, *, show: bool) -> None:
+    if not show or not hasattr(estimator, "on_epoch_end"):
+        estimator.fit(X, y)
+        return
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    columns = (TextColumn("training"), BarColumn(), TextColumn("epoch {task.completed}"),
+               TextColumn("{task.fields[losses]}"), TimeElapsedColumn())
+    with Progress(*columns, console=_console(stderr=True), transient=True) as progress:
+        bar = progress.add_task("fit", total=estimator.max_epochs, losses="")
+
+        def on_epoch_end(record: dict[str, Any], improved: bool) -> None:
+            losses = record["valid"] or record["train"]
+            text = "  ".join(f"{k} {v:.4f}" for k, v in losses.items())
+            progress.update(bar, completed=record["epoch"], losses=f"valid: {text}")
+
+        estimator.on_epoch_end = on_epoch_end
+        try:
+            estimator.fit(X, y)
+        finally:
+            del estimator.on_epoch_end
+
+
+@app.command()
+def predict(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    data: str = typer.Argument(..., help="Rows to predict: .csv (.gz/.zst), .parquet or .jsonl"),
+    output: str = typer.Option(..., "--output", "-o", help="Predictions: .csv or .parquet"),
+    proba: bool = typer.Option(False, "--proba", help="Add task:class probability columns"),
+    id_column: str | None = typer.Option(None, "--id", help="Column copied to the output first"),
+    batch_size: int = typer.Option(100_000, "--batch-size", help="Rows per batch (bounds memory)"),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary"),
+) -> None:
+    """Predict every row of a file, streaming it in batches, in the file's row order."""
+    import json
+    import time
+
+    from .io import TableWriter, check_output_path, iter_batches
+    from .persistence import load
+
+    check_output_path(output)
+    if batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    model = load(model_dir)
+    start = time.perf_counter()
+    with TableWriter(output) as writer:
+        for batch in iter_batches(data, batch_size=batch_size, sep=sep,
+                                  column_types=_column_types(model)):
+            if id_column is not None and id_column not in batch.columns:
+                raise UsageError(f"--id column {id_column!r} is not in {data}")
+            out = model.predict_frame(batch, proba=proba)
+            if id_column is not None:
+                out.insert(0, id_column, batch[id_column].to_numpy())
+            writer.write(out)
+    seconds = time.perf_counter() - start
+    if json_out:
+        print(json.dumps({"output": str(output), "rows": writer.rows, "seconds": seconds}))
+    else:
+        _console().print(f"wrote {writer.rows:,} rows to {output} ({seconds:.1f} s)", markup=False)
+
+
+def _column_types(model: Any) -> dict[str, Any]:
+    """Arrow types for a model's feature columns, so every CSV block parses the same way."""
+    import pyarrow as pa
+
+    types: dict[str, Any] = {}
+    for col in model.features_.columns_:
+        if col["type"] == "numeric":
+            types[col["name"]] = pa.float64()
+        elif all(isinstance(c, str) for c in col["categories"]):
+            types[col["name"]] = pa.string()
+    return types
+
+
+@app.command()
+def evaluate(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    data: str = typer.Argument(..., help="Rows with features and target columns"),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON"),
+) -> None:
+    """Per-task metrics of a saved model on a labelled file."""
+    import json
+
+    from .io import read_table
+    from .persistence import load
+
+    model = load(model_dir)
+    frame = read_table(data, sep=sep, column_types=_column_types(model))
+    needed = list(dict.fromkeys(c for t in model.task_states_ for c in t.task.source_columns))
+    missing = [c for c in needed if c not in frame.columns]
+    if missing:
+        raise UsageError(f"target column {missing[0]!r} is not in {data}")
+    table = model.evaluate(frame, frame[needed])
+    if json_out:
+        print(json.dumps({"rows": len(frame), "metrics": _metrics_json(table)}))
+    else:
+        _print_table(table, f"Metrics on {data} ({len(frame)} rows)")
+
+
+@app.command()
+def info(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    json_out: bool = typer.Option(False, "--json", help="Print as JSON"),
+) -> None:
+    """Tasks, classes, features, architecture, training summary and versions of a model."""
+    import json
+
+    from .persistence import read_manifest
+
+    manifest = read_manifest(model_dir)
+    history = manifest.get("history") or []
+    training = dict(manifest.get("training") or {})
+    if history:
+        best = history[max(0, int(training.get("best_epoch") or len(history)) - 1)]
+        training.update(best_valid_loss=best.get("valid_loss"), best_valid=best.get("valid"),
+                        final_train=history[-1].get("train"))
+    summary: dict[str, Any] = {
+        "model_dir": str(model_dir), "estimator": manifest.get("estimator"),
+        "format_version": manifest.get("format_version"),
+        "polyhead_version": manifest.get("polyhead_version"),
+        "tasks": [{"name": t["task"]["name"], "kind": t["task"]["kind"],
+                   "columns": t["task"].get("columns") or [t["task"].get("column") or t["task"]["name"]],
+                   "classes": t.get("classes"), "weight": t["task"].get("weight"),
+                   "loss": t["task"].get("loss")} for t in manifest.get("tasks", [])],
+        "features": [{k: v for k, v in c.items()} for c in manifest["features"]["columns"]],
+        "architecture": {k: v for k, v in (manifest.get("architecture") or {}).items()
+                         if k not in ("summary", "input_names")},
+        "params": manifest.get("params"), "training": training,
+    }
+    if json_out:
+        print(json.dumps(summary, default=str))
+        return
+    import pandas as pd
+
+    console = _console()
+    console.print(f"[bold]{manifest.get('estimator')}[/] in {model_dir} - polyhead "
+                  f"{summary['polyhead_version']}, model format {summary['format_version']}")
+    tasks = pd.DataFrame([{**t, "columns": ", ".join(map(str, t["columns"])),
+                           "classes": "" if t["classes"] is None else _short_list(t["classes"])}
+                          for t in summary["tasks"]]).set_index("name")
+    _print_table(tasks, "Tasks")
+    feats = pd.DataFrame([{"feature": c["name"], "type": c["type"],
+                           "detail": (f"mean {c['mean']:.4g}, scale {c['scale']:.4g}"
+                                      + (", missing indicator" if c.get("indicator") else ""))
+                           if c["type"] == "numeric" else _short_list(c["categories"])}
+                          for c in summary["features"]]).set_index("feature")
+    _print_table(feats, "Features")
+    arch = manifest.get("architecture") or {}
+    if arch:
+        console.print(f"[bold]Architecture[/]: {arch.get('in_features')} inputs -> trunk "
+                      f"{tuple(arch.get('hidden', ()))} ({arch.get('activation')}, dropout "
+                      f"{arch.get('dropout')}, norm {arch.get('norm')}) -> heads "
+                      f"{arch.get('heads')}; {arch.get('n_parameters', 0):,} parameters")
+    if history:
+        console.print(f"[bold]Training[/]: {training.get('n_iter')} epochs, best epoch "
+                      f"{training.get('best_epoch')}, best validation loss "
+                      f"{training.get('best_valid_loss')}", markup=True)
+
+
+def _short_list(values: list[Any], n: int = 8) -> str:
+    text = ", ".join(map(str, values[:n]))
+    return text + (f", ... ({len(values)})" if len(values) > n else "")
 
 
 @app.command()
@@ -111,11 +430,16 @@ def main(argv: list[str] | None = None) -> None:
         from .exceptions import PolyheadError
 
         if isinstance(exc, (UsageError, PolyheadError, FileNotFoundError, FileExistsError)):
-            _console(stderr=True).print(f"error: {exc}", markup=False)
+            _error_line(f"error: {exc}")
             sys.exit(2)
-        _console(stderr=True).print(f"internal error: {type(exc).__name__}: {exc} "
-                                    "(run again with --debug for the traceback)", markup=False)
+        _error_line(f"internal error: {type(exc).__name__}: {exc} "
+                    "(run again with --debug for the traceback)")
         sys.exit(1)
+
+
+def _error_line(text: str) -> None:
+    """One line on stderr, never wrapped, so scripts can grep it."""
+    print(" ".join(text.split()), file=sys.stderr)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,7 +58,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     dropout : float, default=0.0
     norm : {"layer", "batch", None}, default=None
         Normalisation after each trunk layer.
-    batch_size : int, default=128
+    batch_size : int, default=256
     max_epochs : int, default=300
     lr : float, default=3e-3
         AdamW learning rate.
@@ -71,7 +71,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         best weights. Needs ``validation_fraction > 0``.
     patience : int, default=20
     validation_fraction : float, default=0.1
-        Share of the training rows held out to monitor training (0 = none).
+        Share of the training rows held out to monitor training (0 = none); their positions
+        are in ``validation_indices_``.
     weighting : {"equal", "uncertainty"} or LossWeighting, default="equal"
         How per-task losses are combined (see :mod:`polyhead.nn.weighting`).
     random_state : int or None, default=None
@@ -131,7 +132,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (256, 128),
                  activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
-                 batch_size: int = 128, max_epochs: int = 300, lr: float = 3e-3,
+                 batch_size: int = 256, max_epochs: int = 300, lr: float = 3e-3,
                  weight_decay: float = 1e-4, lr_schedule: str = "plateau",
                  early_stopping: bool = True, patience: int = 20,
                  validation_fraction: float = 0.1, weighting: Any = "equal",
@@ -236,6 +237,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         import torch
 
         train_idx, valid_idx = self._split(len(features))
+        self.validation_indices_ = valid_idx
         device = torch.device(self.device)
 
         def tensors(idx: np.ndarray) -> tuple[Any, dict[str, tuple[Any, Any]]]:
@@ -252,7 +254,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         names = [t.name for t in self.task_states_]
         self.history_: list[dict[str, Any]] = []
         best, best_epoch, best_state = math.inf, 0, None
-        printer = _EpochPrinter(names) if self.verbose else None
+        self._printer = _EpochPrinter(names) if self.verbose else None
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
             train_losses = self.run_epoch(*train, generator=generator)
@@ -277,8 +279,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                     best_state = copy.deepcopy((self.module_.state_dict(), self.weighting_.state_dict()))
             record["seconds"] = time.perf_counter() - start
             self.history_.append(record)
-            if printer is not None:
-                printer(record, improved)
+            self.on_epoch_end(record, improved)
             if not math.isfinite(monitored):
                 raise PolyheadError(f"training diverged at epoch {epoch} (loss {monitored}); "
                                     "try a smaller lr")
@@ -290,6 +291,14 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.best_epoch_ = best_epoch
         self.n_iter_ = len(self.history_)
         self.module_.eval()
+
+    def on_epoch_end(self, record: dict[str, Any], improved: bool) -> None:
+        """Called after each epoch with its history record; prints it when ``verbose``.
+
+        Override (or assign on an instance) to report progress elsewhere, as the CLI does.
+        """
+        if self._printer is not None:
+            self._printer(record, improved)
 
     def run_epoch(self, x: Any, targets: dict[str, tuple[Any, Any]], *, generator: Any) -> Any:
         """One pass over the training rows in shuffled mini-batches; mean per-task losses."""

@@ -14,7 +14,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 $(VENV)/.dev-installed: $(VENV)/.installed pyproject.toml
-	$(PIP) install -e ".[dev,plot]"
+	$(PIP) install -e ".[dev,plot,serve]"
 	touch $@
 
 install: $(VENV)/.installed

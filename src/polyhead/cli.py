@@ -388,6 +388,26 @@ def _short_list(values: list[Any], n: int = 8) -> str:
 
 
 @app.command()
+def serve(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
+    port: int = typer.Option(8000, "--port", help="Port to listen on"),
+    workers: int = typer.Option(1, "--workers", help="Worker processes"),
+    max_rows: int = typer.Option(10_000, "--max-rows", help="Largest batch (413 above)"),
+    max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Largest request body in MiB (413 above)"),
+    allow_extra: bool = typer.Option(False, "--allow-extra", help="Ignore unknown fields instead of a 422"),
+) -> None:
+    """Serve a model over HTTP: /predict, /metadata, /health, /ready, /docs (FastAPI + uvicorn)."""
+    from .serve import ServeSettings, run
+
+    if workers < 1 or max_rows < 1 or max_body_mb <= 0:
+        raise UsageError("--workers and --max-rows must be at least 1, --max-body-mb positive")
+    run(model_dir, host=host, port=port, workers=workers,
+        settings=ServeSettings(max_rows=max_rows, max_body_bytes=int(max_body_mb * 2**20),
+                               allow_extra=allow_extra))
+
+
+@app.command()
 def demo(
     seed: int = typer.Option(0, "--seed", help="random_state of the three models"),
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),

@@ -1,0 +1,282 @@
+"""A prediction service for a saved model: FastAPI, run by uvicorn (``polyhead[serve]``).
+
+The model is loaded once when the app is created. The request schema is generated from the
+model's saved feature schema, so a wrong type, a missing feature, an unknown field or an empty
+batch is answered with a 422 that names the field and the row, before the model sees it.
+
+Endpoints: ``GET /health`` (liveness), ``GET /ready`` (model loaded), ``GET /metadata``,
+``POST /predict`` (``{"rows": [...]}`` or ``{"columns": {...}}``; ``?proba=true`` adds
+probabilities), OpenAPI at ``/docs``.
+"""
+
+# No `from __future__ import annotations`: FastAPI must resolve the request models, which
+# are built inside create_app, from real annotation objects.
+import json
+import logging
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._version import __version__
+
+logger = logging.getLogger("polyhead.serve")
+ENV_MODEL_DIR = "POLYHEAD_MODEL_DIR"
+ENV_SETTINGS = "POLYHEAD_SERVE_SETTINGS"
+
+
+@dataclass(frozen=True)
+class ServeSettings:
+    """Limits of the service.
+
+    max_rows : largest batch accepted (413 above it).
+    max_body_bytes : largest request body accepted (413 above it).
+    allow_extra : accept and ignore unknown fields in a row (default: 422).
+    """
+
+    max_rows: int = 10_000
+    max_body_bytes: int = 16 * 2**20
+    allow_extra: bool = False
+
+
+def _require_fastapi() -> None:
+    try:
+        import fastapi  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("polyhead serve needs FastAPI and uvicorn: "
+                          "pip install 'polyhead[serve]'") from exc
+
+
+def _feature_types(model: Any) -> dict[str, Any]:
+    """A Python type per feature, from the fitted encoder (numbers may be null: imputed)."""
+    types: dict[str, Any] = {}
+    for col in model.features_.columns_:
+        if col["type"] == "numeric":
+            types[col["name"]] = float | None
+        else:
+            kinds = {type(c) for c in col["categories"]} or {str}
+            if kinds <= {str}:
+                types[col["name"]] = str | None
+            elif kinds <= {bool}:
+                types[col["name"]] = bool | None
+            else:
+                types[col["name"]] = str | int | float | bool | None
+    return types
+
+
+def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None = None) -> Any:
+    """The FastAPI app serving the model in ``model_dir`` (loaded now, once)."""
+    _require_fastapi()
+    import numpy as np
+    import pandas as pd
+    from fastapi import FastAPI, Query, Request
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse
+    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+
+    from .exceptions import PolyheadError
+    from .persistence import load, read_manifest
+
+    settings = settings or ServeSettings()
+    manifest = read_manifest(model_dir)
+    model = load(model_dir)
+    names = list(model._feature_columns)
+    types = _feature_types(model)
+    extra = "ignore" if settings.allow_extra else "forbid"
+    Row = create_model(  # type: ignore[call-overload]
+        "Row", __config__=ConfigDict(extra=extra),
+        **{n: (types[n], Field(..., description=f"feature {n!r}")) for n in names})
+    Columns = create_model(  # type: ignore[call-overload]
+        "Columns", __config__=ConfigDict(extra=extra),
+        **{n: (list[types[n]], Field(..., description=f"values of feature {n!r}")) for n in names})
+
+    class PredictRequest(BaseModel):
+        """One batch: ``rows`` (a list of objects) or ``columns`` (an object of lists)."""
+
+        model_config = ConfigDict(extra="forbid")
+        rows: list[Row] | None = None  # type: ignore[valid-type]
+        columns: Columns | None = None  # type: ignore[valid-type]
+
+        @model_validator(mode="after")
+        def _one_form(self) -> Any:
+            if (self.rows is None) == (self.columns is None):
+                raise ValueError("give exactly one of 'rows' or 'columns'")
+            if self.rows is not None and not self.rows:
+                raise ValueError("empty batch: 'rows' has no rows")
+            if self.columns is not None:
+                lengths = {n: len(getattr(self.columns, n)) for n in names}
+                if len(set(lengths.values())) > 1:
+                    raise ValueError(f"'columns' have different lengths: {lengths}")
+                if not next(iter(lengths.values()), 0):
+                    raise ValueError("empty batch: 'columns' hold no values")
+            return self
+
+    tasks_meta = [{"name": t.name, "kind": t.kind, "columns": list(t.task.source_columns),
+                   "classes": (None if t.classes is None else t.classes.tolist())}
+                  for t in model.task_states_]
+    metadata = {
+        "polyhead_version": __version__, "model_polyhead_version": manifest.get("polyhead_version"),
+        "format_version": manifest.get("format_version"), "estimator": manifest.get("estimator"),
+        "tasks": tasks_meta,
+        "features": [{"name": c["name"], "type": c["type"],
+                      **({"categories": c["categories"]} if c["type"] == "categorical" else {})}
+                     for c in model.features_.columns_],
+        "limits": {"max_rows": settings.max_rows, "max_body_bytes": settings.max_body_bytes,
+                   "allow_extra": settings.allow_extra},
+    }
+    app = FastAPI(title="polyhead", version=__version__,
+                  description=f"Predictions of the polyhead model in {Path(model_dir).name}")
+    app.state.model = model
+
+    @app.middleware("http")
+    async def limit_and_log(request: Request, call_next: Any) -> Any:
+        start = time.perf_counter()
+        request.state.rows = 0
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > settings.max_body_bytes:
+            response = JSONResponse(status_code=413, content={
+                "detail": f"request body of {int(length)} bytes is over the limit of "
+                          f"{settings.max_body_bytes} bytes"})
+        else:
+            response = await call_next(request)
+        logger.info(json.dumps({
+            "method": request.method, "path": request.url.path, "status": response.status_code,
+            "rows": getattr(request.state, "rows", 0),
+            "latency_ms": round((time.perf_counter() - start) * 1000, 3)}))
+        return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> Any:
+        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+                  for e in exc.errors()]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"] if p != "body")
+        return JSONResponse(status_code=422, content={
+            "detail": errors, "message": f"{where}: {first['msg']}" if where else first["msg"]})
+
+    @app.get("/health")
+    def health() -> dict[str, str]:
+        """Liveness: the process answers."""
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> Any:
+        """Readiness: the model is loaded and can predict."""
+        if getattr(app.state, "model", None) is None:
+            return JSONResponse(status_code=503, content={"ready": False})
+        return {"ready": True}
+
+    @app.get("/metadata")
+    def get_metadata() -> dict[str, Any]:
+        """Tasks, kinds, classes, feature names and types, versions and limits."""
+        return metadata
+
+    @app.post("/predict")
+    def predict(body: PredictRequest, request: Request,  # type: ignore[valid-type]
+                proba: bool = Query(False, description="also return class probabilities")) -> Any:
+        """Predictions per row, in row order."""
+        if body.rows is not None:
+            frame = pd.DataFrame([r.model_dump() for r in body.rows], columns=names)
+        else:
+            frame = pd.DataFrame({n: getattr(body.columns, n) for n in names}, columns=names)
+        request.state.rows = len(frame)
+        if len(frame) > settings.max_rows:
+            return JSONResponse(status_code=413, content={
+                "detail": f"batch of {len(frame)} rows is over the limit of "
+                          f"{settings.max_rows} rows"})
+        bad = _non_finite(frame, types)
+        if bad is not None:
+            row, name, value = bad
+            loc = ["body", "rows", row, name] if body.rows is not None else ["body", "columns", name, row]
+            msg = f"value {value} is not allowed: features must be finite (null means missing)"
+            return JSONResponse(status_code=422, content={
+                "detail": [{"loc": loc, "msg": msg, "type": "finite_number"}],
+                "message": f"{'.'.join(map(str, loc[1:]))}: {msg}"})
+        for n in names:  # null categorical -> missing; pandas wants object columns for that
+            if types[n] != float | None:
+                frame[n] = frame[n].astype(object)
+        try:
+            out = model.predict_frame(frame, proba=False)
+            probabilities = model.predict_proba(frame) if proba and _has_proba(model) else None
+        except PolyheadError as exc:
+            return JSONResponse(status_code=422, content={"detail": str(exc), "message": str(exc)})
+        response: dict[str, Any] = {"predictions": _records(out, np)}
+        if probabilities is not None:
+            per_row: list[dict[str, Any]] = [{} for _ in range(len(frame))]
+            for task, table in _as_frames(model, probabilities).items():
+                keys = [str(c) for c in table.columns]
+                for i, values in enumerate(table.to_numpy().tolist()):
+                    per_row[i][task] = dict(zip(keys, values, strict=True))
+            response["probabilities"] = per_row
+        return response
+
+    return app
+
+
+def _has_proba(model: Any) -> bool:
+    return any(t.kind in ("binary", "multiclass", "multilabel") for t in model.task_states_)
+
+
+def _as_frames(model: Any, probabilities: Any) -> dict[str, Any]:
+    import pandas as pd
+
+    if isinstance(probabilities, dict):
+        out = {}
+        for t in model.task_states_:
+            if t.name in probabilities:
+                value = probabilities[t.name]
+                out[t.name] = value if isinstance(value, pd.DataFrame) else t.proba_frame(
+                    value[:, 1] if t.kind == "binary" else value, pd.RangeIndex(len(value)))
+        return out
+    task = next(t for t in model.task_states_ if t.kind in ("binary", "multiclass", "multilabel"))
+    return {task.name: pd.DataFrame(probabilities, columns=[str(c) for c in task.classes.tolist()])}
+
+
+def _non_finite(frame: Any, types: dict[str, Any]) -> "tuple[int, str, float] | None":
+    """The first infinite numeric value as (row, feature, value), or None."""
+    import numpy as np
+
+    for name in frame.columns:
+        if types[name] == float | None:
+            values = frame[name].to_numpy(dtype=float, na_value=np.nan)
+            inf = np.isinf(values)
+            if inf.any():
+                row = int(np.flatnonzero(inf)[0])
+                return row, name, float(values[row])
+    return None
+
+
+def _records(frame: Any, np: Any) -> list[dict[str, Any]]:
+    """Rows as JSON-ready dicts: numpy scalars to Python, NaN to null."""
+    columns = [str(c) for c in frame.columns]
+    rows = []
+    for values in zip(*(frame[c].to_numpy().tolist() for c in frame.columns), strict=True):
+        rows.append({c: (None if isinstance(v, float) and math.isnan(v) else v)
+                     for c, v in zip(columns, values, strict=True)})
+    return rows
+
+
+def app_from_env() -> Any:
+    """App factory for uvicorn workers: model dir and settings come from the environment."""
+    settings = ServeSettings(**json.loads(os.environ.get(ENV_SETTINGS, "{}")))
+    return create_app(os.environ[ENV_MODEL_DIR], settings)
+
+
+def run(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, workers: int = 1,
+        settings: ServeSettings | None = None, log_level: str = "info") -> None:
+    """Check the model, then serve it with uvicorn (blocking)."""
+    _require_fastapi()
+    import uvicorn
+
+    from .persistence import load
+
+    load(model_dir)  # refuse to start, with a clear error, if the model is not valid
+    settings = settings or ServeSettings()
+    os.environ[ENV_MODEL_DIR] = str(Path(model_dir).resolve())
+    os.environ[ENV_SETTINGS] = json.dumps(settings.__dict__)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    uvicorn.run("polyhead.serve:app_from_env", factory=True, host=host, port=port,
+                workers=workers, access_log=False, log_level=log_level)

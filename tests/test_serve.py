@@ -1,0 +1,174 @@
+"""The prediction service, tested for real: uvicorn in a subprocess on 127.0.0.1, HTTP client."""
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST, MIXED_TASKS, make_mixed
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+import polyhead  # noqa: E402
+from polyhead import MultiTaskNet, Task  # noqa: E402
+
+BIN = Path(sys.executable).parent / "polyhead"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(base, path, body=None, method=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    req = urllib.request.Request(base + path, data=data, method=method or ("POST" if data else "GET"),
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("serve")
+    X, y = make_mixed(n=200)
+    tasks = [*(Task(n, kind=k) for n, k in MIXED_TASKS.items()),
+             Task("tags", kind="multilabel", columns=("t1", "t2", "t3"))]
+    model = MultiTaskNet(tasks=tasks, **FAST).fit(X, y)
+    model.save(tmp / "model")
+    port = free_port()
+    log = open(tmp / "server.log", "w")
+    proc = subprocess.Popen([str(BIN), "serve", str(tmp / "model"), "--port", str(port),
+                             "--max-rows", "50", "--max-body-mb", "0.01"],
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if call(base, "/health")[0] == 200:
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError((tmp / "server.log").read_text())
+    yield base, model, X, tmp / "server.log"
+    proc.terminate()
+    proc.wait(10)
+    log.close()
+
+
+def rows_of(X):
+    return json.loads(X.to_json(orient="records"))
+
+
+def test_health_ready_metadata(server):
+    base, model, _, _ = server
+    assert call(base, "/health") == (200, {"status": "ok"})
+    assert call(base, "/ready") == (200, {"ready": True})
+    status, meta = call(base, "/metadata")
+    assert status == 200
+    assert [t["name"] for t in meta["tasks"]] == ["amount", "kind", "level", "tags"]
+    assert meta["tasks"][1]["classes"] == ["no", "yes"]
+    assert {f["name"]: f["type"] for f in meta["features"]} == {
+        "a": "numeric", "b": "numeric", "colour": "categorical"}
+    assert meta["polyhead_version"] == polyhead.__version__ and meta["format_version"] == 1
+    with urllib.request.urlopen(base + "/docs") as resp:
+        assert resp.status == 200 and b"swagger" in resp.read().lower()
+    with urllib.request.urlopen(base + "/openapi.json") as resp:
+        spec = json.loads(resp.read())
+    assert "/predict" in spec["paths"]
+
+
+def test_predictions_equal_the_python_api(server):
+    base, model, X, _ = server
+    sample = X.iloc[:20]
+    status, body = call(base, "/predict?proba=true", {"rows": rows_of(sample)})
+    assert status == 200
+    want = model.predict_frame(sample)
+    got = pd.DataFrame(body["predictions"])
+    np.testing.assert_allclose(got["amount"], want["amount"], rtol=1e-6)
+    assert got["kind"].tolist() == want["kind"].tolist()
+    assert got["level"].tolist() == want["level"].tolist()
+    assert got["t2"].tolist() == want["t2"].tolist()
+    proba = model.predict_proba(sample)
+    first = body["probabilities"][0]
+    assert first["kind"]["yes"] == pytest.approx(proba["kind"].iloc[0]["yes"], rel=1e-6)
+    assert set(first["level"]) == {"0", "1", "2"}
+    columns = {c: sample[c].tolist() for c in sample.columns}
+    status, body2 = call(base, "/predict", {"columns": columns})
+    assert status == 200 and body2["predictions"] == body["predictions"]
+    assert "probabilities" not in body2
+
+
+def test_missing_values_are_imputed_like_the_python_api(server):
+    base, model, X, _ = server
+    row = {"a": None, "b": 0.3, "colour": None}
+    status, body = call(base, "/predict", {"rows": [row]})
+    assert status == 200
+    want = model.predict_frame(pd.DataFrame([row]).astype({"colour": object, "a": float}))
+    assert body["predictions"][0]["amount"] == pytest.approx(want["amount"].iloc[0], rel=1e-6)
+    # NaN in JSON (a non-standard token Python accepts) is a missing value too
+    status, _ = call(base, "/predict", raw=b'{"rows": [{"a": NaN, "b": 0.1, "colour": "red"}]}')
+    assert status == 200
+
+
+@pytest.mark.parametrize("payload, status, where", [
+    ({"rows": [{"a": "x", "b": 1.0, "colour": "red"}]}, 422, "rows.0.a"),
+    ({"rows": [{"a": 1.0, "b": 1.0, "colour": "red"}, {"a": 1.0, "colour": "red"}]}, 422, "rows.1.b"),
+    ({"rows": [{"a": 1.0, "b": 1.0, "colour": "red", "extra": 1}]}, 422, "rows.0.extra"),
+    ({"rows": []}, 422, "empty batch"),
+    ({}, 422, "exactly one of 'rows' or 'columns'"),
+    ({"columns": {"a": [1.0], "b": [1.0, 2.0], "colour": ["red"]}}, 422, "different lengths"),
+    ({"rows": [{"a": 1.0, "b": 1.0, "colour": "red"}] * 51}, 413, "over the limit of 50 rows"),
+])
+def test_bad_requests_name_field_and_row(server, payload, status, where):
+    base, *_ = server
+    got, body = call(base, "/predict", payload)
+    assert got == status, body
+    text = body.get("message") or body.get("detail")
+    assert where in str(text), body
+    assert call(base, "/health")[0] == 200           # still answering
+
+
+def test_infinity_is_a_422_not_a_500(server):
+    base, *_ = server
+    status, body = call(base, "/predict", raw=b'{"rows": [{"a": 1.0, "b": Infinity, "colour": "red"}]}')
+    assert status == 422 and "rows.0.b" in body["message"] and "finite" in body["message"]
+
+
+def test_body_over_the_limit_is_413(server):
+    base, *_ = server
+    big = json.dumps({"rows": [{"a": 1.0, "b": 1.0, "colour": "x" * 20000}]}).encode()
+    status, body = call(base, "/predict", raw=big)
+    assert status == 413 and "over the limit of 10485 bytes" in body["detail"]
+
+
+def test_access_log_has_no_bodies(server):
+    base, _, _, log = server
+    call(base, "/predict", {"rows": [{"a": 0.123456, "b": 1.0, "colour": "red"}]})
+    time.sleep(0.3)
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+    predicts = [r for r in lines if r["path"] == "/predict"]
+    assert predicts and {"method", "status", "rows", "latency_ms"} <= set(predicts[-1])
+    assert predicts[-1]["rows"] == 1
+    assert "0.123456" not in log.read_text()
+
+
+def test_refuses_to_start_on_a_bad_model_dir(tmp_path):
+    out = subprocess.run([str(BIN), "serve", str(tmp_path)], capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 2
+    assert "is not a polyhead model directory" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1

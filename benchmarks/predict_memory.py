@@ -3,7 +3,9 @@
 Generates an abalone-shaped CSV of ``--rows`` rows (default 10 million) by resampling abalone
 with noise, fits a small model on abalone, then runs ``polyhead predict`` on the big file in a
 subprocess and reports its peak RSS next to what the whole table would take in memory (the
-reference: loading the file with pandas would need at least that).
+reference: loading the file with pandas would need at least that), and next to the peak RSS of
+the same command on a file 100 times smaller, measured in the same run: streaming is bounded
+when the big file's peak is about the small file's.
 
     python benchmarks/predict_memory.py [--rows 10000000] [--batch-size 100000]
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -48,6 +49,19 @@ def generate(path: Path, rows: int, chunk: int = 1_000_000) -> int:
     return in_memory
 
 
+def predict_peak(exe: Path, model: Path, data: Path, out: Path, batch_size: int) -> tuple[int, float]:
+    """Peak RSS (bytes) and seconds of one `polyhead predict` run, measured for that child."""
+    start = time.perf_counter()
+    proc = subprocess.Popen([str(exe), "predict", str(model), str(data), "-o", str(out),
+                             "--proba", "--batch-size", str(batch_size)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if status != 0:
+        sys.exit(proc.stderr.read().decode() if proc.stderr else "predict failed")
+    return usage.ru_maxrss * 1024, seconds
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rows", type=int, default=10_000_000)
@@ -62,16 +76,13 @@ def main() -> None:
         frame_bytes = generate(root / "big.csv", args.rows)
         gen_s = time.perf_counter() - t
         file_bytes = (root / "big.csv").stat().st_size
+        small_rows = max(1, args.rows // 100)
+        generate(root / "small.csv", small_rows)
         exe = Path(sys.executable).parent / "polyhead"
-        t = time.perf_counter()
-        proc = subprocess.run([str(exe), "predict", str(root / "model"), str(root / "big.csv"),
-                               "-o", str(root / "preds.parquet"), "--proba",
-                               "--batch-size", str(args.batch_size)],
-                              capture_output=True, text=True)
-        seconds = time.perf_counter() - t
-        if proc.returncode != 0:
-            sys.exit(proc.stderr)
-        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+        small_peak, _ = predict_peak(exe, root / "model", root / "small.csv",
+                                     root / "small.parquet", args.batch_size)
+        peak, seconds = predict_peak(exe, root / "model", root / "big.csv",
+                                     root / "preds.parquet", args.batch_size)
         out_bytes = (root / "preds.parquet").stat().st_size
     mib = 1 / 2**20
     print(f"rows                         {args.rows:>14,}")
@@ -79,6 +90,8 @@ def main() -> None:
     print(f"table in memory (pandas)     {frame_bytes * mib:>12,.0f} MiB  (reference)")
     print(f"predict peak RSS             {peak * mib:>12,.0f} MiB  "
           f"= {peak / frame_bytes:.2f} x the in-memory table, {peak / file_bytes:.2f} x the file")
+    print(f"predict peak RSS, {small_rows:,} rows {small_peak * mib:>8,.0f} MiB  (reference, same run): "
+          f"big / small = {peak / small_peak:.2f}")
     print(f"predict wall time            {seconds:>12,.1f} s    "
           f"({args.rows / seconds:,.0f} rows/s incl. CSV parsing and Parquet writing)")
     print(f"predictions written          {out_bytes * mib:>12,.0f} MiB parquet (with --proba)")

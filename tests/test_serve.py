@@ -17,8 +17,8 @@ from conftest import FAST, MIXED_TASKS, make_mixed
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
 
-import polyhead  # noqa: E402
-from polyhead import MultiTaskNet, Task  # noqa: E402
+import polyhead
+from polyhead import MultiTaskNet, Task
 
 BIN = Path(sys.executable).parent / "polyhead"
 
@@ -49,7 +49,7 @@ def server(tmp_path_factory):
     model = MultiTaskNet(tasks=tasks, **FAST).fit(X, y)
     model.save(tmp / "model")
     port = free_port()
-    log = open(tmp / "server.log", "w")
+    log = open(tmp / "server.log", "w")  # noqa: SIM115 - kept open for the server's lifetime
     proc = subprocess.Popen([str(BIN), "serve", str(tmp / "model"), "--port", str(port),
                              "--max-rows", "50", "--max-body-mb", "0.01"],
                             stdout=log, stderr=subprocess.STDOUT)
@@ -74,7 +74,7 @@ def rows_of(X):
 
 
 def test_health_ready_metadata(server):
-    base, model, _, _ = server
+    base, *_ = server
     assert call(base, "/health") == (200, {"status": "ok"})
     assert call(base, "/ready") == (200, {"ready": True})
     status, meta = call(base, "/metadata")
@@ -113,7 +113,7 @@ def test_predictions_equal_the_python_api(server):
 
 
 def test_missing_values_are_imputed_like_the_python_api(server):
-    base, model, X, _ = server
+    base, model, _, _ = server
     row = {"a": None, "b": 0.3, "colour": None}
     status, body = call(base, "/predict", {"rows": [row]})
     assert status == 200

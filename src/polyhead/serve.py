@@ -18,7 +18,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ._version import __version__
 
@@ -85,13 +85,13 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
     model = load(model_dir)
     names = list(model._feature_columns)
     types = _feature_types(model)
-    extra = "ignore" if settings.allow_extra else "forbid"
+    extra: Literal["ignore", "forbid"] = "ignore" if settings.allow_extra else "forbid"
     Row = create_model(  # type: ignore[call-overload]
         "Row", __config__=ConfigDict(extra=extra),
         **{n: (types[n], Field(..., description=f"feature {n!r}")) for n in names})
     Columns = create_model(  # type: ignore[call-overload]
         "Columns", __config__=ConfigDict(extra=extra),
-        **{n: (list[types[n]], Field(..., description=f"values of feature {n!r}")) for n in names})
+        **{n: (list.__class_getitem__(types[n]), Field(..., description=f"values of feature {n!r}")) for n in names})
 
     class PredictRequest(BaseModel):
         """One batch: ``rows`` (a list of objects) or ``columns`` (an object of lists)."""
@@ -179,7 +179,8 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
                 proba: bool = Query(False, description="also return class probabilities")) -> Any:
         """Predictions per row, in row order."""
         if body.rows is not None:
-            frame = pd.DataFrame([r.model_dump() for r in body.rows], columns=names)
+            frame = pd.DataFrame([r.model_dump() for r in body.rows],  # type: ignore[attr-defined]
+                                 columns=names)
         else:
             frame = pd.DataFrame({n: getattr(body.columns, n) for n in names}, columns=names)
         request.state.rows = len(frame)

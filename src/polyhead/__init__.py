@@ -17,16 +17,27 @@ from ._version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
+    from .chain import TaskChain
+    from .forest import MultiTaskForest
+    from .gbm import MultiTaskGBM
+    from .linear import MultiTaskLinear
     from .net import MultiTaskNet
     from .persistence import load
+    from .separate import Separate, SingleTarget
     from .tasks import Task
 
 __all__ = [
     "ModelFileError",
+    "MultiTaskForest",
+    "MultiTaskGBM",
+    "MultiTaskLinear",
     "MultiTaskNet",
     "NotFittedError",
     "PolyheadError",
+    "Separate",
+    "SingleTarget",
     "Task",
+    "TaskChain",
     "TaskError",
     "__version__",
     "datasets",
@@ -35,6 +46,12 @@ __all__ = [
 
 _LAZY = {
     "MultiTaskNet": ("polyhead.net", "MultiTaskNet"),
+    "MultiTaskForest": ("polyhead.forest", "MultiTaskForest"),
+    "MultiTaskGBM": ("polyhead.gbm", "MultiTaskGBM"),
+    "MultiTaskLinear": ("polyhead.linear", "MultiTaskLinear"),
+    "Separate": ("polyhead.separate", "Separate"),
+    "SingleTarget": ("polyhead.separate", "SingleTarget"),
+    "TaskChain": ("polyhead.chain", "TaskChain"),
     "Task": ("polyhead.tasks", "Task"),
     "load": ("polyhead.persistence", "load"),
     "ModelFileError": ("polyhead.exceptions", "ModelFileError"),

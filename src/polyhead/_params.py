@@ -76,6 +76,7 @@ class Satisfies:
 
 
 def options(*values: Any) -> Options:
+    """One of these values (compared with ==; strings never match numbers)."""
     return Options(frozenset(values))
 
 

@@ -67,7 +67,9 @@ class FeatureEncoder:
     [[0.0, 0.0, 0.0, 0.0]]
     """
 
-    def __init__(self) -> None:
+    def __init__(self, standardize: bool = True) -> None:
+        # Trees need no scaling, and skipping it keeps their splits exactly scikit-learn's.
+        self.standardize = standardize
         self.columns_: list[dict[str, Any]] = []
 
     # -- fit ---------------------------------------------------------------------------------
@@ -85,7 +87,10 @@ class FeatureEncoder:
                 observed = values[~np.isnan(values)]
                 mean = float(observed.mean()) if len(observed) else 0.0
                 std = float(observed.std()) if len(observed) else 0.0
-                self.columns_.append({
+                fill = mean
+                if not self.standardize:
+                    mean, std = 0.0, 1.0
+                self.columns_.append({"fill": fill,
                     "name": name, "type": "numeric", "mean": mean,
                     "scale": std if std > 0 and np.isfinite(std) else 1.0,
                     "indicator": bool(np.isnan(values).any()),
@@ -145,7 +150,11 @@ class FeatureEncoder:
             if col["type"] == "numeric":
                 values = self._numeric(col["name"], column)
                 nan = np.isnan(values)
-                out[:, j] = np.where(nan, 0.0, (values - col["mean"]) / col["scale"])
+                if col["mean"] == 0.0 and col["scale"] == 1.0:
+                    fill = col.get("fill", 0.0)
+                    out[:, j] = np.where(nan, fill, values)
+                else:
+                    out[:, j] = np.where(nan, 0.0, (values - col["mean"]) / col["scale"])
                 j += 1
                 if col["indicator"]:
                     out[:, j] = nan
@@ -185,11 +194,11 @@ class FeatureEncoder:
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": self.columns_}
+        return {"columns": self.columns_, "standardize": self.standardize}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
-        enc = cls()
+        enc = cls(standardize=bool(data.get("standardize", True)))
         columns = data["columns"]
         if not isinstance(columns, Sequence):
             raise PolyheadError("feature encoder state must hold a list of columns")

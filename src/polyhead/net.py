@@ -366,7 +366,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         }
         return state, tensors
 
-    def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray]) -> None:
+    def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
+                   files: dict[str, bytes] | None = None) -> None:
         """Rebuild the network from a manifest and its tensors (see :func:`polyhead.load`)."""
         import torch
 

@@ -52,16 +52,66 @@ def _json_default(value: Any) -> Any:
 
 
 def _params_to_json(estimator: Any) -> dict[str, Any]:
+    return {key: (_tasks_to_json(value) if key == "tasks" else _value_to_json(value))
+            for key, value in estimator.get_params(deep=False).items()}
+
+
+def _value_to_json(value: Any) -> Any:
+    """A parameter value as JSON; estimators (templates of composites) by class and params."""
+    from sklearn.base import BaseEstimator
+
     from .nn.weighting import LossWeighting
 
-    params = {}
-    for key, value in estimator.get_params(deep=False).items():
-        if key == "tasks":
-            value = _tasks_to_json(value)
-        elif isinstance(value, LossWeighting):
-            value = {"weighting": value.name, "config": value.get_config()}
-        params[key] = value
-    return params
+    if isinstance(value, LossWeighting):
+        return {"weighting": value.name, "config": value.get_config()}
+    if isinstance(value, BaseEstimator):
+        cls = type(value)
+        return {"__estimator__": f"{cls.__module__}.{cls.__qualname__}",
+                "params": {k: (_tasks_to_json(v) if k == "tasks" else _value_to_json(v))
+                           for k, v in value.get_params(deep=False).items()}}
+    if isinstance(value, dict):
+        return {"__mapping__": [[k, _value_to_json(v)] for k, v in value.items()]}
+    if isinstance(value, (list, tuple)):
+        return [_value_to_json(v) for v in value]
+    return value
+
+
+def _value_from_json(value: Any) -> Any:
+    """Inverse of :func:`_value_to_json`. Only polyhead and scikit-learn estimator classes are
+    ever constructed, by their registered or ``sklearn.*`` names: never arbitrary code."""
+    import importlib
+
+    from sklearn.base import BaseEstimator
+
+    from .nn.weighting import WEIGHTINGS
+
+    if isinstance(value, list):
+        return [_value_from_json(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if "__mapping__" in value:
+        return {k: _value_from_json(v) for k, v in value["__mapping__"]}
+    if "weighting" in value and "config" in value:
+        name = value.get("weighting")
+        if name not in WEIGHTINGS:
+            raise ModelFileError(f"unknown loss weighting {name!r} in manifest")
+        return WEIGHTINGS[name](**value.get("config", {}))
+    if "__estimator__" in value:
+        path = str(value["__estimator__"])
+        module, _, name = path.rpartition(".")
+        registry = _registry()
+        if module.startswith("polyhead.") and name in registry:
+            cls: Any = registry[name]
+        elif module == "sklearn" or module.startswith("sklearn."):
+            cls = getattr(importlib.import_module(module), name, None)
+            if not (isinstance(cls, type) and issubclass(cls, BaseEstimator)):
+                raise ModelFileError(f"manifest names {path!r}, which is not an estimator")
+        else:
+            raise ModelFileError(f"manifest names estimator {path!r}, which is not allowed")
+        params = {k: (_tasks_from_json(v) if k == "tasks" else _value_from_json(v))
+                  for k, v in value["params"].items()}
+        return cls(**_restore_params(params))
+    return value
 
 
 def _tasks_to_json(tasks: Any) -> Any:
@@ -82,11 +132,53 @@ def _tasks_from_json(tasks: Any) -> Any:
     return [Task.from_dict(t) if isinstance(t, dict) else t for t in tasks]
 
 
-def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write ``estimator`` to the directory ``path`` atomically (see module docstring)."""
+def to_parts(estimator: Any) -> tuple[dict[str, Any], dict[str, np.ndarray], dict[str, bytes]]:
+    """A fitted estimator as (manifest, tensors, extra files); composites nest these."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(estimator, "task_states_")
+    state, tensors = estimator._get_state()
+    files: dict[str, bytes] = estimator._get_files() if hasattr(estimator, "_get_files") else {}
+    manifest = {
+        "estimator": type(estimator).__name__,
+        "params": _params_to_json(estimator),
+        "n_features_in": int(estimator.n_features_in_),
+        "feature_names_in": (list(estimator.feature_names_in_)
+                             if hasattr(estimator, "feature_names_in_") else None),
+        "feature_columns": list(estimator._feature_columns),
+        "y_format": estimator._y_format,
+        "tasks": [t.to_dict() for t in estimator.task_states_],
+        "features": estimator.features_.to_dict() if hasattr(estimator, "features_") else None,
+        **state,
+    }
+    return manifest, tensors, files
+
+
+def from_parts(manifest: dict[str, Any], tensors: dict[str, np.ndarray],
+               files: dict[str, bytes]) -> Any:
+    """Rebuild an estimator from :func:`to_parts` output (allow-listed classes only)."""
+    registry = _registry()
+    cls = registry.get(str(manifest.get("estimator")))
+    if cls is None:
+        raise ModelFileError(f"unknown estimator {manifest.get('estimator')!r} "
+                             f"(known: {', '.join(registry)})")
+    params = dict(manifest["params"])
+    params["tasks"] = _tasks_from_json(params.get("tasks"))
+    estimator = cls(**_restore_params(params))
+    estimator.task_states_ = [FittedTask.from_dict(t) for t in manifest["tasks"]]
+    if manifest.get("features") is not None:
+        estimator.features_ = FeatureEncoder.from_dict(manifest["features"])
+    estimator.n_features_in_ = int(manifest["n_features_in"])
+    if manifest.get("feature_names_in") is not None:
+        estimator.feature_names_in_ = np.asarray(manifest["feature_names_in"], dtype=object)
+    estimator._feature_columns = list(manifest["feature_columns"])
+    estimator._y_format = str(manifest["y_format"])
+    estimator._set_state(manifest, tensors, files)
+    return estimator
+
+
+def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``estimator`` to the directory ``path`` atomically (see module docstring)."""
     target = Path(path)
     if target.exists() and not overwrite:
         raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
@@ -95,27 +187,23 @@ def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = Fals
     parent = target.parent if str(target.parent) else Path(".")
     if not parent.is_dir():
         raise FileNotFoundError(f"cannot save to {target}: folder {parent} does not exist")
-    state, tensors = estimator._get_state()
+    parts, tensors, files = to_parts(estimator)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
         from safetensors.numpy import save_file
 
         save_file({k: np.ascontiguousarray(v) for k, v in tensors.items()}, str(tmp / WEIGHTS))
+        checksums = {}
+        for name, data in files.items():
+            (tmp / name).write_bytes(data)
+            checksums[name] = hashlib.sha256(data).hexdigest()
         manifest = {
             "format": "polyhead-model",
             "format_version": FORMAT_VERSION,
             "polyhead_version": __version__,
-            "estimator": type(estimator).__name__,
-            "params": _params_to_json(estimator),
             "weights_sha256": _sha256(tmp / WEIGHTS),
-            "n_features_in": int(estimator.n_features_in_),
-            "feature_names_in": (list(estimator.feature_names_in_)
-                                 if hasattr(estimator, "feature_names_in_") else None),
-            "feature_columns": list(estimator._feature_columns),
-            "y_format": estimator._y_format,
-            "tasks": [t.to_dict() for t in estimator.task_states_],
-            "features": estimator.features_.to_dict(),
-            **state,
+            "files_sha256": checksums,
+            **parts,
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
             json.dump(manifest, fh, indent=1, default=_json_default, allow_nan=True)
@@ -167,15 +255,11 @@ def load(path: str | os.PathLike[str]) -> Any:
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
-    from .net import MultiTaskNet
-
-    registry: dict[str, Any] = {"MultiTaskNet": MultiTaskNet}
     root = Path(path)
     manifest = read_manifest(root)
-    cls = registry.get(str(manifest.get("estimator")))
-    if cls is None:
+    if str(manifest.get("estimator")) not in _registry():
         raise ModelFileError(f"{root}: unknown estimator {manifest.get('estimator')!r} "
-                             f"(known: {', '.join(registry)})")
+                             f"(known: {', '.join(_registry())})")
     weights = root / WEIGHTS
     if not weights.is_file():
         raise ModelFileError(f"{root}: {WEIGHTS} is missing")
@@ -186,35 +270,40 @@ def load(path: str | os.PathLike[str]) -> Any:
         tensors = load_file(str(weights))
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{weights} cannot be read: {exc}") from None
+    files = {}
+    for name, digest in (manifest.get("files_sha256") or {}).items():
+        file = root / str(name)
+        if "/" in str(name) or "\\" in str(name) or not file.is_file():
+            raise ModelFileError(f"{root}: model file {name} is missing")
+        data = file.read_bytes()
+        if hashlib.sha256(data).hexdigest() != digest:
+            raise ModelFileError(f"{file} does not match its manifest (checksum differs): the "
+                                 "file is truncated, corrupted or from another model")
+        files[str(name)] = data
     try:
-        params = dict(manifest["params"])
-        params["tasks"] = _tasks_from_json(params.get("tasks"))
-        estimator = cls(**_restore_weighting(params))
-        estimator.task_states_ = [FittedTask.from_dict(t) for t in manifest["tasks"]]
-        estimator.features_ = FeatureEncoder.from_dict(manifest["features"])
-        estimator.n_features_in_ = int(manifest["n_features_in"])
-        if manifest.get("feature_names_in") is not None:
-            estimator.feature_names_in_ = np.asarray(manifest["feature_names_in"], dtype=object)
-        estimator._feature_columns = list(manifest["feature_columns"])
-        estimator._y_format = str(manifest["y_format"])
-        estimator._set_state(manifest, tensors)
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError) as exc:
+        return from_parts(manifest, tensors, files)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{root}: {exc}") from None
+    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as exc:
         raise ModelFileError(f"{root}: the model files are inconsistent ({type(exc).__name__}: "
                              f"{exc})") from None
-    return estimator
 
 
-def _restore_weighting(params: dict[str, Any]) -> dict[str, Any]:
-    from .nn.weighting import WEIGHTINGS
+def _registry() -> dict[str, Any]:
+    """The estimator classes a model directory may name (nothing else is ever constructed)."""
+    from .chain import TaskChain
+    from .forest import MultiTaskForest
+    from .gbm import MultiTaskGBM
+    from .linear import MultiTaskLinear
+    from .net import MultiTaskNet
+    from .separate import Separate, SingleTarget
 
-    value = params.get("weighting")
-    if isinstance(value, dict):
-        name = value.get("weighting")
-        if name not in WEIGHTINGS:
-            raise ModelFileError(f"unknown loss weighting {name!r} in manifest")
-        params["weighting"] = WEIGHTINGS[name](**value.get("config", {}))
+    return {c.__name__: c for c in (MultiTaskNet, MultiTaskForest, MultiTaskGBM, MultiTaskLinear,
+                                    Separate, SingleTarget, TaskChain)}
+
+
+def _restore_params(params: dict[str, Any]) -> dict[str, Any]:
+    params = {k: (v if k == "tasks" else _value_from_json(v)) for k, v in params.items()}
     if isinstance(params.get("hidden"), list):
         params["hidden"] = tuple(params["hidden"])
     return params

@@ -1,0 +1,229 @@
+"""``MultiTaskGBM``: gradient-boosted trees per task - HistGradientBoosting, LightGBM or XGBoost."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import numpy as np
+
+from . import _params as P
+from ._skbase import Slot, SklearnMultiTask, groups_by_kind, stack_targets
+from .exceptions import ModelFileError
+from .tasks import TaskSpec
+
+_MIN_ROWS_FOR_EARLY_STOPPING = 100
+
+
+def _require(module: str, extra: str) -> Any:
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ImportError(f"backend {extra!r} needs the {module} package: "
+                          f"pip install 'polyhead[{extra}]'") from exc
+
+
+class BoosterUnit:
+    """A LightGBM or XGBoost booster with the class codes it was trained on."""
+
+    def __init__(self, library: str, booster: Any, classes: np.ndarray | None) -> None:
+        self.library = library
+        self.booster = booster
+        self.classes_ = classes
+
+    def _raw(self, F: np.ndarray) -> np.ndarray:
+        if self.library == "lightgbm":
+            return np.asarray(self.booster.predict(F))
+        return np.asarray(self.booster.inplace_predict(F))
+
+    def predict(self, F: np.ndarray) -> np.ndarray:
+        return self._raw(F)
+
+    def predict_proba(self, F: np.ndarray) -> np.ndarray:
+        raw = self._raw(F)
+        return np.column_stack([1 - raw, raw]) if raw.ndim == 1 else raw
+
+    def to_bytes(self) -> bytes:
+        header = json.dumps({"classes": None if self.classes_ is None else self.classes_.tolist()})
+        if self.library == "lightgbm":
+            body = self.booster.model_to_string().encode()
+        else:
+            body = bytes(self.booster.save_raw(raw_format="ubj"))
+        return header.encode() + b"\n" + body
+
+    @classmethod
+    def from_bytes(cls, library: str, data: bytes) -> BoosterUnit:
+        header, _, body = data.partition(b"\n")
+        meta = json.loads(header)
+        classes = None if meta["classes"] is None else np.asarray(meta["classes"], dtype=np.int64)
+        if library == "lightgbm":
+            lgb = _require("lightgbm", "lightgbm")
+            booster = lgb.Booster(model_str=body.decode())
+        else:
+            xgb = _require("xgboost", "xgboost")
+            booster = xgb.Booster()
+            booster.load_model(bytearray(body))
+        return cls(library, booster, classes)
+
+
+class MultiTaskGBM(SklearnMultiTask):
+    """Gradient boosting for several tasks of mixed kinds, one estimator API.
+
+    ``backend="hist"`` (default, nothing extra to install) fits scikit-learn's
+    HistGradientBoosting per output. ``"lightgbm"`` fits one LightGBM booster per output.
+    ``"xgboost"`` grows multi-output trees (``multi_strategy="multi_output_tree"``) for several
+    regression tasks at once when their labels are missing together, and one booster per output
+    otherwise. Every booster early-stops on a validation split of its own rows (when it has at
+    least 100). Missing labels: rows are dropped per booster.
+
+    Parameters
+    ----------
+    tasks : as in :class:`~polyhead.MultiTaskNet`
+    backend : {"hist", "lightgbm", "xgboost"}, default="hist"
+    n_estimators : int, default=500
+        Maximum boosting rounds (early stopping usually ends sooner).
+    learning_rate : float, default=0.05
+    max_leaf_nodes : int, default=31
+    max_depth : int or None, default=None
+    early_stopping : bool, default=True
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=20
+    random_state : int or None
+    n_jobs : int or None (LightGBM and XGBoost threads)
+    """
+
+    _standardize_features = False
+    _parameter_constraints: dict[str, list[Any]] = {
+        "backend": [P.options("hist", "lightgbm", "xgboost")],
+        "n_estimators": [P.Interval(int, 1, None)],
+        "learning_rate": [P.Interval(float, 0, None, "neither")],
+        "max_leaf_nodes": [P.Interval(int, 2, None)],
+        "max_depth": [P.NONE, P.Interval(int, 1, None)],
+        "early_stopping": [P.BOOL],
+        "validation_fraction": [P.Interval(float, 0, 1, "neither")],
+        "n_iter_no_change": [P.Interval(int, 1, None)],
+    }
+
+    def __init__(self, tasks: TaskSpec = None, *, backend: str = "hist", n_estimators: int = 500,
+                 learning_rate: float = 0.05, max_leaf_nodes: int = 31,
+                 max_depth: int | None = None, early_stopping: bool = True,
+                 validation_fraction: float = 0.1, n_iter_no_change: int = 20,
+                 random_state: int | None = None, n_jobs: int | None = None) -> None:
+        self.tasks = tasks
+        self.backend = backend
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_leaf_nodes = max_leaf_nodes
+        self.max_depth = max_depth
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
+        if self.backend == "xgboost":
+            groups = [g for g in groups_by_kind(slots) if g[0].kind == "regression"]
+            groups += [[s] for s in slots if s.kind == "classification"]
+        else:
+            groups = [[s] for s in slots]
+        units = []
+        for group in groups:
+            rows, y = stack_targets(group)
+            fit = {"hist": self._fit_hist, "lightgbm": self._fit_lightgbm,
+                   "xgboost": self._fit_xgboost}[self.backend]
+            units.append(([s.key for s in group], fit(F[rows], y, group[0].kind == "regression")))
+        return units
+
+    def _stops(self, n: int) -> bool:
+        return self.early_stopping and n >= _MIN_ROWS_FOR_EARLY_STOPPING
+
+    def _split(self, n: int, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Random train/validation positions; with ``classes``, validation keeps only rows
+        whose class also occurs in training (boosters cannot score an unknown class)."""
+        perm = np.random.default_rng(self.random_state).permutation(n)
+        n_valid = max(1, int(n * self.validation_fraction))
+        train, valid = perm[n_valid:], perm[:n_valid]
+        if classes is not None:
+            valid = valid[np.isin(classes[valid], classes[train])]
+        return train, valid
+
+    def _fit_hist(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+        from sklearn import ensemble
+
+        cls = ensemble.HistGradientBoostingRegressor if regression else ensemble.HistGradientBoostingClassifier
+        stops = self._stops(len(y))
+        model = cls(max_iter=self.n_estimators, learning_rate=self.learning_rate,
+                    max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
+                    early_stopping=stops, n_iter_no_change=self.n_iter_no_change,
+                    random_state=self.random_state)
+        if not stops:
+            return model.fit(F, y)
+        # Our own random split: scikit-learn's is stratified and fails on classes seen once.
+        train, valid = self._split(len(y), y if not regression else None)
+        return model.fit(F[train], y[train], X_val=F[valid], y_val=y[valid])
+
+    def _fit_lightgbm(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+        lgb = _require("lightgbm", "lightgbm")
+        params = dict(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+                      num_leaves=self.max_leaf_nodes, max_depth=self.max_depth or -1,
+                      random_state=self.random_state, n_jobs=self.n_jobs, verbose=-1,
+                      min_child_samples=min(20, max(1, len(y) // 10)))
+        model = lgb.LGBMRegressor(**params) if regression else lgb.LGBMClassifier(**params)
+        kwargs: dict[str, Any] = {}
+        if self._stops(len(y)):
+            train, valid = self._split(len(y), None if regression else y)
+            import inspect
+
+            # LightGBM 4.7 renamed eval_set to eval_X / eval_y
+            evals = ({"eval_X": F[valid], "eval_y": y[valid]}
+                     if "eval_X" in inspect.signature(model.fit).parameters
+                     else {"eval_set": [(F[valid], y[valid])]})
+            kwargs = {**evals,
+                      "callbacks": [lgb.early_stopping(self.n_iter_no_change, verbose=False)]}
+            F, y = F[train], y[train]
+        model.fit(F, y, **kwargs)
+        classes = None if regression else np.asarray(model.classes_, dtype=np.int64)
+        return BoosterUnit("lightgbm", model.booster_, classes)
+
+    def _fit_xgboost(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+        xgb = _require("xgboost", "xgboost")
+        params: dict[str, Any] = dict(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            max_leaves=self.max_leaf_nodes, max_depth=self.max_depth or 0, tree_method="hist",
+            grow_policy="lossguide", random_state=self.random_state, n_jobs=self.n_jobs)
+        if regression and y.ndim == 2:
+            params["multi_strategy"] = "multi_output_tree"
+        stops = self._stops(len(y))
+        train, valid = self._split(len(y), None if regression else y) if stops else (np.arange(len(y)), None)
+        y_train = y[train]
+        y_valid = None if valid is None else y[valid]
+        classes = None
+        if not regression:  # XGBoost wants the codes it sees to be 0..k-1
+            classes, y_train = np.unique(y_train, return_inverse=True)
+            if y_valid is not None:
+                y_valid = np.searchsorted(classes, y_valid)
+        model = xgb.XGBRegressor(**params) if regression else xgb.XGBClassifier(**params)
+        eval_set = None
+        if valid is not None and len(valid):
+            model.set_params(early_stopping_rounds=self.n_iter_no_change)
+            eval_set = [(F[valid], y_valid)]
+        model.fit(F[train], y_train, eval_set=eval_set, verbose=False)
+        return BoosterUnit("xgboost", model.get_booster(), classes)
+
+    def _unit_to_bytes(self, model: Any) -> tuple[str, bytes]:
+        if isinstance(model, BoosterUnit):
+            return model.library, model.to_bytes()
+        return super()._unit_to_bytes(model)
+
+    def _unit_from_bytes(self, fmt: str, data: bytes) -> Any:
+        if fmt in ("lightgbm", "xgboost"):
+            try:
+                return BoosterUnit.from_bytes(fmt, data)
+            except ImportError:
+                raise
+            except Exception as exc:
+                raise ModelFileError(f"{fmt} model cannot be loaded: {type(exc).__name__}: {exc}") from None
+        return super()._unit_from_bytes(fmt, data)

@@ -1,0 +1,80 @@
+"""``MultiTaskLinear``: regression tasks fitted jointly (MultiTaskElasticNet), classification
+tasks with logistic regression, on standardised and one-hot-encoded features."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _params as P
+from ._skbase import Slot, SklearnMultiTask, groups_by_kind, stack_targets
+from .tasks import TaskSpec
+
+
+class MultiTaskLinear(SklearnMultiTask):
+    """Linear models under the multi-task API.
+
+    Regression tasks are fitted together with scikit-learn's ``MultiTaskElasticNet`` on
+    standardised targets: its L2,1 penalty selects the same features for every task (the
+    MultiTaskLasso idea). When regression labels are missing unevenly across tasks, each task
+    gets its own ``ElasticNet`` on its labelled rows instead. Classification tasks (and each
+    label of a multilabel task) get a ``LogisticRegression``. Features are standardised and
+    one-hot encoded inside (:class:`~polyhead.features.FeatureEncoder`).
+
+    Parameters
+    ----------
+    tasks : as in :class:`~polyhead.MultiTaskNet`
+    alpha : float, default=0.01
+        Regularisation strength of the (multi-task) elastic net, on standardised targets.
+    l1_ratio : float, default=0.5
+    C : float, default=1.0
+        Inverse regularisation of the logistic regressions.
+    max_iter : int, default=2000
+    random_state : int or None
+    n_jobs : int or None (unused; for a uniform API)
+    """
+
+    _parameter_constraints: dict[str, list[Any]] = {
+        "alpha": [P.Interval(float, 0, None)],
+        "l1_ratio": [P.Interval(float, 0, 1)],
+        "C": [P.Interval(float, 0, None, "neither")],
+        "max_iter": [P.Interval(int, 1, None)],
+    }
+
+    def __init__(self, tasks: TaskSpec = None, *, alpha: float = 0.01, l1_ratio: float = 0.5,
+                 C: float = 1.0, max_iter: int = 2000, random_state: int | None = None,
+                 n_jobs: int | None = None) -> None:
+        self.tasks = tasks
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.C = C
+        self.max_iter = max_iter
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
+        import warnings
+
+        from sklearn.exceptions import ConvergenceWarning
+        from sklearn.linear_model import ElasticNet, LogisticRegression, MultiTaskElasticNet
+
+        units = []
+        for group in groups_by_kind(slots):
+            if group[0].kind == "regression":
+                rows, y = stack_targets(group)
+                cls = MultiTaskElasticNet if y.ndim == 2 else ElasticNet
+                model = cls(alpha=self.alpha, l1_ratio=self.l1_ratio, max_iter=self.max_iter,
+                            random_state=self.random_state)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    units.append(([s.key for s in group], model.fit(F[rows], y)))
+            else:
+                for slot in group:  # each classifier on the rows that have its own label
+                    own_rows, target = stack_targets([slot])
+                    model = LogisticRegression(C=self.C, max_iter=self.max_iter,
+                                               random_state=self.random_state)
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", ConvergenceWarning)
+                        units.append(([slot.key], model.fit(F[own_rows], target)))
+        return units

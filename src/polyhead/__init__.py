@@ -16,8 +16,8 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
-    from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
     from .chain import TaskChain
+    from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
     from .forest import MultiTaskForest
     from .gbm import MultiTaskGBM
     from .linear import MultiTaskLinear

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.utils import Tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
@@ -42,6 +43,16 @@ class MultiTaskMixin:
     _y_format: str
     feature_names_in_: np.ndarray
     n_features_in_: int
+
+    def __sklearn_tags__(self) -> Tags:
+        tags = super().__sklearn_tags__()  # type: ignore[misc]
+        tags.target_tags.required = True
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = True
+        tags.input_tags.allow_nan = True  # missing features are imputed
+        tags.input_tags.categorical = True
+        tags.input_tags.string = True
+        return tags
 
     # -- inputs ------------------------------------------------------------------------------
     def _check_X(self, X: Any, *, fit: bool) -> pd.DataFrame:

@@ -17,7 +17,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.utils import Tags
 
 from . import _params as P
 from ._base import MultiTaskMixin
@@ -115,16 +114,6 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     _standardize_features = True
     _common: dict[str, list[Any]] = {"random_state": [P.SEED], "n_jobs": [P.NONE, P.Interval(int, -1, None)]}
 
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        return tags
-
     def fit(self, X: Any, y: Any) -> Any:
         """Fit on features ``X`` and targets ``y`` (one column per task)."""
         P.validate_params(self, {**self._common, **self._parameter_constraints})
@@ -182,14 +171,15 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         return load_skops(data)
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        state = {"slots": [list(s) for s in self.slots_],
-                 "units": [], "feature_standardize": self._standardize_features}
+        units: list[dict[str, Any]] = []
+        state = {"slots": [list(s) for s in self.slots_], "units": units,
+                 "feature_standardize": self._standardize_features}
         self._files: dict[str, bytes] = {}
         for i, (keys, model) in enumerate(self.units_):
             fmt, data = self._unit_to_bytes(model)
             name = f"unit{i}.{fmt}"
             self._files[name] = data
-            state["units"].append({"slots": keys, "file": name, "format": fmt,
+            units.append({"slots": keys, "file": name, "format": fmt,
                                    "model": type(model).__name__})
         return state, {}
 

@@ -95,7 +95,8 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
             raise PolyheadError(f"order {order} must name every task exactly once: "
                                 f"{sorted(states)}")
         if len(Xf) < self.cv:
-            raise PolyheadError(f"TaskChain needs at least cv={self.cv} rows, got {len(Xf)}")
+            raise PolyheadError(f"TaskChain needs at least cv={self.cv} samples for its folds, "
+                                f"got n_samples = {len(Xf)}")
         self.order_ = order
         template = self._template()
         folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(Xf))

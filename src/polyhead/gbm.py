@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _params as P
-from ._skbase import Slot, SklearnMultiTask, groups_by_kind, stack_targets
+from ._skbase import SklearnMultiTask, Slot, groups_by_kind, stack_targets
 from .exceptions import ModelFileError
 from .tasks import TaskSpec
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
-from sklearn.utils import Tags
 
 from . import _params as P
 from ._base import MultiTaskMixin
@@ -156,16 +155,6 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.n_threads = n_threads
         self.device = device
         self.verbose = verbose
-
-    def __sklearn_tags__(self) -> Tags:
-        tags = super().__sklearn_tags__()
-        tags.target_tags.required = True
-        tags.target_tags.multi_output = True
-        tags.target_tags.single_output = True
-        tags.input_tags.allow_nan = True
-        tags.input_tags.categorical = True
-        tags.input_tags.string = True
-        return tags
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> MultiTaskNet:

@@ -11,7 +11,7 @@ from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 
 from ._base import MultiTaskMixin
 from ._composite import CompositeMixin
-from ._skbase import Slot, SklearnMultiTask, stack_targets
+from ._skbase import SklearnMultiTask, Slot, stack_targets
 from .exceptions import PolyheadError
 from .tasks import TaskSpec
 

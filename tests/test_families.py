@@ -1,0 +1,213 @@
+"""The tree and linear families, Separate and TaskChain: one task API for every model."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import MIXED_TASKS, make_mixed
+from sklearn.base import clone
+from sklearn.datasets import make_multilabel_classification
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression, Ridge
+
+import polyhead
+from polyhead import (
+    ModelFileError,
+    MultiTaskForest,
+    MultiTaskGBM,
+    MultiTaskLinear,
+    MultiTaskNet,
+    PolyheadError,
+    Separate,
+    Task,
+    TaskChain,
+)
+
+ROW = [[0.6, 1.5, -0.2, 0.9, 2.0, -1.1, 1.3, 0.6, 1.2, -0.8]]
+TASKS = [*(Task(n, kind=k) for n, k in MIXED_TASKS.items()),
+         Task("tags", kind="multilabel", columns=("t1", "t2", "t3"))]
+
+
+def families():
+    yield MultiTaskForest(n_estimators=20, random_state=0)
+    yield MultiTaskForest(kind="extra_trees", n_estimators=20, random_state=0)
+    yield MultiTaskGBM(n_estimators=30, random_state=0)
+    yield MultiTaskLinear()
+    yield Separate(MultiTaskNet(hidden=(32,), max_epochs=60), random_state=0)
+    yield Separate({"regression": Ridge(), "classification": LogisticRegression()})
+    yield TaskChain(MultiTaskForest(n_estimators=10), cv=3, random_state=0)
+
+
+def test_multilabel_forest_matches_scikit_learn():
+    X, Y = make_multilabel_classification(n_samples=100, n_features=10, n_classes=2,
+                                          n_labels=1, random_state=42)
+    got = MultiTaskForest(random_state=42).fit(X, Y).predict(ROW)
+    want = RandomForestClassifier(random_state=42).fit(X, Y).predict(ROW)
+    assert got.shape == (1, 2) and set(np.unique(got)) <= {0, 1}
+    np.testing.assert_array_equal(got, want)
+    frame = MultiTaskForest(random_state=42).fit(X, pd.DataFrame(Y, columns=["quality", "demand"]))
+    pred = frame.predict(pd.DataFrame(ROW))
+    assert list(pred.columns) == ["quality", "demand"]
+    np.testing.assert_array_equal(pred.to_numpy(), want)
+
+
+def test_three_class_quality_and_demand_strings():
+    X, Y = make_multilabel_classification(n_samples=200, n_features=10, n_classes=4,
+                                          random_state=0)
+    levels = np.array(["low", "medium", "high"])
+    y = pd.DataFrame({"quality": levels[Y[:, 0] + Y[:, 1]], "demand": levels[Y[:, 2] + Y[:, 3]]})
+    model = MultiTaskForest(random_state=0).fit(X, y)
+    assert {n: t.kind for n, t in model.tasks_.items()} == {"quality": "multiclass", "demand": "multiclass"}
+    pred = model.predict(X[:5])
+    assert set(pred["quality"]) <= set(levels.tolist())
+    assert pd.api.types.is_string_dtype(pred["quality"])
+    assert list(model.predict_proba(X[:5])["demand"].columns) == ["high", "low", "medium"]
+
+
+@pytest.mark.parametrize("model", list(families()), ids=lambda m: type(m).__name__)
+def test_every_family_has_the_same_face(model, tmp_path):
+    X, y = make_mixed(n=240, missing=0.15)
+    model = clone(model).set_params(tasks=TASKS)
+    model.fit(X, y)
+    pred = model.predict(X.iloc[:30])
+    assert list(pred.columns) == ["amount", "kind", "level", "t1", "t2", "t3"]
+    assert pred.index.equals(X.index[:30])
+    proba = model.predict_proba(X.iloc[:30])
+    assert set(proba) == {"kind", "level", "tags"}
+    np.testing.assert_allclose(proba["level"].sum(axis=1), 1, rtol=1e-6)
+    table = model.evaluate(X, y)
+    assert list(table.index) == ["amount", "kind", "level", "tags"]
+    assert table.loc["kind", "n"] == y["kind"].notna().sum()
+    assert table.loc["amount", "r2"] > 0.5 and table.loc["level", "accuracy"] > 0.6
+    assert 0 < model.score(X, y) <= 1
+    assert set(model.classes_) == {"kind", "level", "tags"}
+    assert list(model.feature_names_in_) == ["a", "b", "colour"]
+    model.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    assert type(again) is type(model)
+    np.testing.assert_allclose(again.predict(X)["amount"], model.predict(X)["amount"], rtol=1e-9)
+    assert (again.predict(X)["level"] == model.predict(X)["level"]).all()
+    with pytest.raises(PolyheadError, match="missing feature column 'colour'"):
+        model.predict(X.drop(columns="colour"))
+
+
+def _root_rows(forest):
+    return forest.estimators_[0].tree_.weighted_n_node_samples[0]   # bootstrap draws n rows
+
+
+def test_forest_groups_by_kind_and_drops_missing_rows():
+    X, y = make_mixed(n=200)
+    y["other"] = y["amount"] * 2
+    y.loc[:49, ["amount", "other"]] = np.nan              # missing together: one shared forest
+    model = MultiTaskForest(tasks={"amount": "regression", "other": "regression",
+                                   "kind": "binary", "level": "multiclass"},
+                            n_estimators=5, random_state=0).fit(X, y)
+    units = {tuple(keys): unit for keys, unit in model.units_}
+    assert set(units) == {("amount", "other"), ("kind", "level")}
+    assert _root_rows(units[("amount", "other")]) == 150   # rows without labels dropped
+    y.loc[60:70, "other"] = np.nan                       # now missing unevenly: one per task
+    model.fit(X, y)
+    units = {tuple(keys): unit for keys, unit in model.units_}
+    assert set(units) == {("amount",), ("other",), ("kind", "level")}
+    assert _root_rows(units[("other",)]) == 139
+
+
+def test_linear_fits_regression_jointly():
+    X, y = make_mixed(n=200)
+    y["other"] = y["amount"] * 2 + 1
+    model = MultiTaskLinear(tasks={"amount": "regression", "other": "regression", "kind": "binary"}).fit(X, y)
+    kinds = [type(unit).__name__ for _, unit in model.units_]
+    assert kinds == ["MultiTaskElasticNet", "LogisticRegression"]
+
+
+@pytest.mark.parametrize("backend", ["lightgbm", "xgboost"])
+def test_optional_boosters(backend, tmp_path):
+    pytest.importorskip(backend)
+    X, y = make_mixed(n=300, missing=0.1)
+    y["other"] = y["amount"] - 3
+    tasks = [*TASKS, Task("other", kind="regression")]
+    model = MultiTaskGBM(tasks=tasks, backend=backend, n_estimators=40, random_state=0).fit(X, y)
+    table = model.evaluate(X, y)
+    assert table.loc["amount", "r2"] > 0.5 and table.loc["kind", "accuracy"] > 0.7
+    model.save(tmp_path / "m")
+    np.testing.assert_allclose(polyhead.load(tmp_path / "m").predict(X)["amount"],
+                               model.predict(X)["amount"], rtol=1e-6)
+    assert (tmp_path / "m" / "unit0." f"{backend}").exists()
+
+
+def test_xgboost_multi_output_tree_when_labels_align():
+    pytest.importorskip("xgboost")
+    X, y = make_mixed(n=200)
+    y["other"] = -y["amount"]
+    model = MultiTaskGBM(tasks={"amount": "regression", "other": "regression"}, backend="xgboost",
+                         n_estimators=20, random_state=0).fit(X, y)
+    assert [keys for keys, _ in model.units_] == [["amount", "other"]]
+    config = json.loads(model.units_[0][1].booster.save_config())
+    assert config["learner"]["learner_train_param"]["multi_strategy"] == "multi_output_tree"
+
+
+def test_missing_optional_backend_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "lightgbm", None)    # as if it were not installed
+    X, y = make_mixed(n=50)
+    with pytest.raises(ImportError, match=r"pip install 'polyhead\[lightgbm\]'"):
+        MultiTaskGBM(tasks={"amount": "regression"}, backend="lightgbm").fit(X, y)
+
+
+def test_separate_errors_on_wrong_estimator_kind():
+    X, y = make_mixed(n=60)
+    with pytest.raises(PolyheadError, match="task 'kind' needs a classifier, got Ridge"):
+        Separate(Ridge(), tasks={"kind": "binary"}).fit(X, y)
+
+
+def test_separate_nets_are_independent():
+    X, y = make_mixed(n=120)
+    model = Separate(MultiTaskNet(hidden=(8,), max_epochs=3), tasks=MIXED_TASKS, random_state=1).fit(X, y)
+    assert [list(m.tasks_) for m in model.estimators_] == [["amount"], ["kind"], ["level"]]
+    assert all(m.random_state == 1 for m in model.estimators_)
+
+
+def test_task_chain_hurdle_example():
+    rng = np.random.default_rng(0)
+    n = 400
+    X = pd.DataFrame({"a": rng.normal(size=n), "b": rng.normal(size=n)})
+    positive = X["a"] + 0.3 * rng.normal(size=n) > 0
+    y = pd.DataFrame({"is_positive": positive.map({True: "yes", False: "no"}),
+                      "amount": np.where(positive, 5 + 2 * X["b"], 0.0)})
+    chain = TaskChain(MultiTaskForest(n_estimators=30), tasks={"amount": "regression", "is_positive": "binary"},
+                      order=["is_positive", "amount"], cv=3, random_state=0).fit(X, y)
+    amount_model = chain.estimators_[1]
+    assert "chain:is_positive" in amount_model.feature_names_in_
+    table = chain.evaluate(X, y)
+    assert table.loc["amount", "r2"] > 0.8 and table.loc["is_positive", "accuracy"] > 0.8
+    with pytest.raises(PolyheadError, match="must name every task exactly once"):
+        TaskChain(tasks={"amount": "regression", "is_positive": "binary"}, order=["amount"]).fit(X, y)
+
+
+def test_tampered_skops_file_is_refused(tmp_path):
+    import hashlib
+
+    import skops.io as sio
+    from sklearn.preprocessing import FunctionTransformer
+
+    X, y = make_mixed(n=80)
+    MultiTaskLinear(tasks={"amount": "regression"}).fit(X, y).save(tmp_path / "m")
+    evil = sio.dumps(FunctionTransformer(func=eval))
+    (tmp_path / "m" / "unit0.skops").write_bytes(evil)
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["files_sha256"]["unit0.skops"] = hashlib.sha256(evil).hexdigest()
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="untrusted types"):
+        polyhead.load(tmp_path / "m")
+
+
+def test_manifest_cannot_name_arbitrary_classes(tmp_path):
+    X, y = make_mixed(n=80)
+    Separate(Ridge(), tasks={"amount": "regression"}).fit(X, y).save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    manifest["params"]["estimator"]["__estimator__"] = "os.system"
+    (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="'os.system', which is not allowed"):
+        polyhead.load(tmp_path / "m")

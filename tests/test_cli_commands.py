@@ -229,3 +229,16 @@ def test_interrupted_write_leaves_nothing(tmp_path):
         writer.write(pd.DataFrame({"a": [1, 2]}))
         raise KeyboardInterrupt
     assert list(Path(tmp_path).iterdir()) == []
+
+
+@pytest.mark.parametrize("family", ["forest", "gbm", "linear"])
+def test_fit_other_families(family, table, tmp_path, capsys):
+    _, data = table
+    code, out, err = cli(capsys, "fit", data, "-t", "amount", "-t", "kind", "--drop", "id",
+                         "-m", family, "-o", tmp_path / "m", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert summary["evaluated_on"] == "validation split (20 rows)"
+    code, _, err = cli(capsys, "predict", tmp_path / "m", data, "-o", tmp_path / "p.csv")
+    assert code == 0, err
+    assert json.loads((tmp_path / "m" / "manifest.json").read_text())["estimator"].lower().endswith(family)

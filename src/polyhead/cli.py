@@ -71,7 +71,12 @@ def _print_table(frame: Any, title: str, floatfmt: str = "{:.3f}") -> None:
     _console().print(table)
 
 
-MODELS = {"net": ("polyhead.net", "MultiTaskNet")}
+MODELS = {
+    "net": ("polyhead.net", "MultiTaskNet"),
+    "forest": ("polyhead.forest", "MultiTaskForest"),
+    "gbm": ("polyhead.gbm", "MultiTaskGBM"),
+    "linear": ("polyhead.linear", "MultiTaskLinear"),
+}
 
 
 def _model_class(name: str) -> Any:
@@ -160,7 +165,7 @@ def fit(
         "tags:multilabel=a,b,c. Repeatable. Kind is inferred when left out.")),
     target_prefix: str | None = typer.Option(None, "--target-prefix",
                                              help="Every column starting with this is a target"),
-    model: str = typer.Option("net", "--model", "-m", help="Model family"),
+    model: str = typer.Option("net", "--model", "-m", help="Model family: net, forest, gbm or linear"),
     features: list[str] = typer.Option([], "--features", help="Feature columns (comma list); default: all non-target columns"),
     drop: list[str] = typer.Option([], "--drop", help="Columns to leave out (comma list)"),
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter name=value, e.g. hidden=64,64"),
@@ -200,12 +205,25 @@ def fit(
         _print_table(describe_tasks([FittedTask.fit(t, y) for t in resolved]),
                      f"Tasks ({len(frame)} rows, {len(chosen)} features)")
     estimator = cls(tasks=resolved, **{"random_state": seed, **params})
-    if "validation_fraction" in estimator.get_params():
+    if "validation_fraction" in estimator.get_params() and hasattr(estimator, "on_epoch_end"):
         estimator.set_params(validation_fraction=valid_fraction)
+    own_split = "validation_fraction" in estimator.get_params() and hasattr(estimator, "on_epoch_end")
+    train = valid = None
+    if not own_split and valid_fraction > 0 and len(X) >= 10:
+        # Families without their own split are fitted on the training part only, so the
+        # validation metrics are honest, as the net's are (it never trains on its split).
+        import numpy as np
+
+        perm = np.random.default_rng(seed).permutation(len(X))
+        n_valid = int(len(X) * valid_fraction)
+        valid, train = np.sort(perm[:n_valid]), np.sort(perm[n_valid:])
     start = time.perf_counter()
-    _fit_with_progress(estimator, X, y, show=not json_out)
+    if train is not None:
+        estimator.fit(X.iloc[train], y.iloc[train])
+    else:
+        _fit_with_progress(estimator, X, y, show=not json_out)
     seconds = time.perf_counter() - start
-    rows = getattr(estimator, "validation_indices_", None)
+    rows = getattr(estimator, "validation_indices_", None) if own_split else valid
     if rows is not None and len(rows):
         label, table = f"validation split ({len(rows)} rows)", estimator.evaluate(X.iloc[rows], y.iloc[rows])
     else:

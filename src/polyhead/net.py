@@ -57,7 +57,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     dropout : float, default=0.0
     norm : {"layer", "batch", None}, default=None
         Normalisation after each trunk layer.
-    batch_size : int, default=256
+    batch_size : int or "auto", default="auto"
+        "auto" picks the power of two that gives about 16 steps per epoch, between 32 and
+        256: small tables get enough optimiser steps before early stopping can fire, large
+        ones get fast, large batches. The value used is in ``batch_size_``.
     max_epochs : int, default=300
     lr : float, default=3e-3
         AdamW learning rate.
@@ -112,7 +115,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "activation": [P.options("relu", "gelu", "silu", "tanh", "elu")],
         "dropout": [P.Interval(float, 0, 1, "left")],
         "norm": [P.options("layer", "batch", None)],
-        "batch_size": [P.Interval(int, 1, None)],
+        "batch_size": [P.options("auto"), P.Interval(int, 1, None)],
         "max_epochs": [P.Interval(int, 1, None)],
         "lr": [P.Interval(float, 0, None, "neither")],
         "weight_decay": [P.Interval(float, 0, None)],
@@ -131,7 +134,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (256, 128),
                  activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
-                 batch_size: int = 256, max_epochs: int = 300, lr: float = 3e-3,
+                 batch_size: int | str = "auto", max_epochs: int = 300, lr: float = 3e-3,
                  weight_decay: float = 1e-4, lr_schedule: str = "plateau",
                  early_stopping: bool = True, patience: int = 20,
                  validation_fraction: float = 0.1, weighting: Any = "equal",
@@ -221,12 +224,18 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         perm = rng.permutation(n)
         return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
+    def _batch_size(self, n_train: int) -> int:
+        if self.batch_size != "auto":
+            return int(self.batch_size)
+        return int(min(256, max(32, 2 ** math.floor(math.log2(max(n_train, 1) / 16)))))
+
     def fit_loop(self, features: np.ndarray, targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
         """Epochs of training with validation, early stopping and the learning-rate schedule."""
         import torch
 
         train_idx, valid_idx = self._split(len(features))
         self.validation_indices_ = valid_idx
+        self.batch_size_ = self._batch_size(len(train_idx))
         device = torch.device(self.device)
 
         def tensors(idx: np.ndarray) -> tuple[Any, dict[str, tuple[Any, Any]]]:
@@ -300,8 +309,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         x = x[perm]
         shuffled = {k: (v[perm], m[perm]) for k, (v, m) in targets.items()}
         total = torch.zeros(len(targets), device=x.device)
-        for start in range(0, n, self.batch_size):
-            stop = min(start + self.batch_size, n)
+        for start in range(0, n, self.batch_size_):
+            stop = min(start + self.batch_size_, n)
             if stop - start == 1 and n > 1 and self.norm == "batch":
                 continue  # batch norm cannot train on one row
             batch = {k: (v[start:stop], m[start:stop]) for k, (v, m) in shuffled.items()}

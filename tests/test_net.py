@@ -280,3 +280,50 @@ def test_public_api_is_pinned():
         "TaskError", "__version__", "datasets", "load"])
     for name in polyhead.__all__:
         assert getattr(polyhead, name) is not None
+
+
+def test_packed_ensemble_members_and_spread(mixed, tmp_path):
+    X, y = mixed
+    model = net(tasks=MIXED_TASKS, n_ensemble=4, max_epochs=20).fit(X, y)
+    members = model._member_outputs(X)
+    assert members["amount"].shape == (4, len(X)) and members["level"].shape == (4, len(X), 3)
+    assert members["amount"].std(axis=0).mean() > 0          # members differ: own init/shuffle
+    proba = model.predict_proba(X)["level"].to_numpy()
+    np.testing.assert_allclose(proba, members["level"].mean(axis=0))   # probabilities averaged
+    pred, std = model.predict(X, return_std=True)
+    pd.testing.assert_frame_equal(pred, model.predict(X))
+    assert list(std.columns) == ["amount"] and (std["amount"] > 0).all()
+    model.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.predict(X), model.predict(X))
+    single = net(tasks={"amount": "regression"}).fit(X, y)
+    assert (single.predict(X, return_std=True)[1]["amount"] == 0).all()
+
+
+def test_packed_members_train_independently():
+    """Each member of a packed ensemble learns exactly what it would learn alone."""
+    import torch
+
+    from polyhead.nn.packed import PackedLinear
+
+    layer = PackedLinear(3, 4, 2)
+    x = torch.randn(3, 5, 4)
+    out = layer(x)
+    for k in range(3):
+        torch.testing.assert_close(out[k], x[k] @ layer.weight[k] + layer.bias[k])
+    out[1].sum().backward()
+    assert layer.weight.grad[0].abs().sum() == 0 and layer.weight.grad[2].abs().sum() == 0
+
+
+def test_batch_norm_with_ensemble_is_refused(mixed):
+    X, y = mixed
+    with pytest.raises(PolyheadError, match="norm='batch' is not available with n_ensemble"):
+        net(tasks=MIXED_TASKS, n_ensemble=2, norm="batch").fit(X, y)
+
+
+def test_auto_batch_size_scales_with_rows(mixed):
+    X, y = mixed
+    small = net(tasks=MIXED_TASKS, batch_size="auto").fit(X, y)
+    assert small.batch_size_ == 32
+    assert net(batch_size="auto")._batch_size(2518) == 128
+    assert net(batch_size="auto")._batch_size(10**6) == 256

@@ -217,6 +217,10 @@ class MultiTaskMixin:
         2-D array. Class tasks give class labels as they were in ``y``.
         """
         outputs, index = self._outputs(X)
+        return self._format(outputs, index)
+
+    def _format(self, outputs: dict[str, np.ndarray], index: pd.Index) -> Any:
+        """Per-task outputs as predictions in the format of fit's ``y``."""
         columns: dict[str, np.ndarray] = {}
         for t in self.task_states_:
             pred = t.predict(outputs[t.name])

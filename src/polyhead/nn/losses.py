@@ -1,7 +1,7 @@
 """Per-kind training losses with a mask: unobserved labels add nothing.
 
 Each loss returns the mean over the *observed* entries of its task (0 when a batch has none), as
-a tensor, without synchronising with the host.
+a tensor, without synchronising with the host. A mask of None means every label is present.
 """
 
 from __future__ import annotations
@@ -11,36 +11,41 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
-LossFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+LossFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
 
 
-def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:  # every label present
+        return values.mean()
     mask = mask.to(values.dtype)
     return (values * mask).sum() / mask.sum().clamp_min(1.0)
 
 
-def mse(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mse(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean((raw.squeeze(-1) - target) ** 2, mask)
 
 
-def huber(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def huber(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean(F.huber_loss(raw.squeeze(-1), target, reduction="none"), mask)
 
 
-def mae(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def mae(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean((raw.squeeze(-1) - target).abs(), mask)
 
 
-def binary_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def binary_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean(
         F.binary_cross_entropy_with_logits(raw.squeeze(-1), target, reduction="none"), mask)
 
 
-def multiclass_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    return _masked_mean(F.cross_entropy(raw, target.clamp_min(0), reduction="none"), mask)
+def multiclass_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    # flattened so packed ensembles' (K, n, C) outputs read as K*n rows of C classes
+    flat = F.cross_entropy(raw.reshape(-1, raw.shape[-1]), target.reshape(-1).clamp_min(0),
+                           reduction="none")
+    return _masked_mean(flat, None if mask is None else mask.reshape(-1))
 
 
-def multilabel_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def multilabel_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
     return _masked_mean(F.binary_cross_entropy_with_logits(raw, target, reduction="none"), mask)
 
 

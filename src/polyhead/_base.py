@@ -99,7 +99,8 @@ class MultiTaskMixin:
             if missing:
                 raise PolyheadError(f"{name}: X is missing feature column {missing[0]!r} seen at "
                                     f"fit ({len(missing)} missing: {', '.join(map(repr, missing[:5]))})")
-            return frame[columns]
+            # no copy: the encoders read the fitted columns by name and ignore any others
+            return frame
         if frame.shape[1] != self.n_features_in_:
             raise PolyheadError(f"{name}: X has {frame.shape[1]} features, but {name} is "
                                 f"expecting {self.n_features_in_} features as input")

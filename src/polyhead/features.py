@@ -71,12 +71,14 @@ class FeatureEncoder:
         # Trees need no scaling, and skipping it keeps their splits exactly scikit-learn's.
         self.standardize = standardize
         self.columns_: list[dict[str, Any]] = []
+        self._lookups: dict[str, dict[Any, int]] = {}
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame) -> FeatureEncoder:
         if X.shape[1] == 0:
             raise PolyheadError("X has no feature columns")
         self.columns_ = []
+        self._lookups = {}
         for name in X.columns:
             column = X[name]
             _check_supported(name, column)
@@ -144,15 +146,15 @@ class FeatureEncoder:
                                 f"({len(missing)} missing in all)")
         n = len(X)
         out = np.zeros((n, self.n_outputs_), dtype=np.float32)
+        numeric = self._numeric_block(X)
         j = 0
         for col in self.columns_:
-            column = X[col["name"]]
+            name = col["name"]
             if col["type"] == "numeric":
-                values = self._numeric(col["name"], column)
+                values = numeric[name]
                 nan = np.isnan(values)
                 if col["mean"] == 0.0 and col["scale"] == 1.0:
-                    fill = col.get("fill", 0.0)
-                    out[:, j] = np.where(nan, fill, values)
+                    out[:, j] = np.where(nan, col.get("fill", 0.0), values)
                 else:
                     out[:, j] = np.where(nan, 0.0, (values - col["mean"]) / col["scale"])
                 j += 1
@@ -160,10 +162,9 @@ class FeatureEncoder:
                     out[:, j] = nan
                     j += 1
             else:
-                cats = col["categories"]
-                codes = pd.Index(cats, dtype=object).get_indexer(
-                    pd.Index(column.to_numpy(dtype=object).tolist(), dtype=object))
-                width = len(cats)
+                column = X[name]
+                codes = self._codes(col, column)
+                width = len(col["categories"])
                 if col["missing_slot"]:
                     codes = np.where(column.isna().to_numpy(), width, codes)
                     width += 1
@@ -171,6 +172,34 @@ class FeatureEncoder:
                 out[rows, j + codes[rows]] = 1.0
                 j += width
         return out
+
+    def _numeric_block(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Every numeric feature as float64, converted in one block when the dtypes allow."""
+        names = [c["name"] for c in self.columns_ if c["type"] == "numeric"]
+        if not names:
+            return {}
+        dtypes = X.dtypes
+        if all(pd.api.types.is_numeric_dtype(dtypes[n]) and not pd.api.types.is_bool_dtype(dtypes[n])
+               for n in names):
+            block = X[names].to_numpy(dtype=np.float64, na_value=np.nan)
+            inf = np.isinf(block)
+            if inf.any():
+                row, k = (int(v[0]) for v in np.nonzero(inf))
+                raise PolyheadError(f"feature column {names[k]!r} has an infinite value "
+                                    f"({block[row, k]}) at row {_row(X.index, row)!r}")
+            return {n: block[:, k] for k, n in enumerate(names)}
+        return {n: self._numeric(n, X[n]) for n in names}
+
+    def _codes(self, col: dict[str, Any], column: pd.Series) -> np.ndarray:
+        """Position of each value among the fitted categories (-1: unseen or missing)."""
+        cats = col["categories"]
+        values = column.to_numpy(dtype=object)
+        if len(values) <= 1024:  # a dict beats building pandas indexes for a few rows
+            lookup = self._lookups.get(col["name"])
+            if lookup is None:
+                lookup = self._lookups[col["name"]] = {c: i for i, c in enumerate(cats)}
+            return np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+        return pd.Index(cats, dtype=object).get_indexer(pd.Index(values.tolist(), dtype=object))
 
     @staticmethod
     def _numeric(name: str, column: pd.Series) -> np.ndarray:
@@ -209,4 +238,5 @@ class FeatureEncoder:
             if required is None or any(k not in col for k in required):
                 raise PolyheadError(f"feature encoder state has an invalid column entry: {col!r}")
         enc.columns_ = [dict(c) for c in columns]
+        enc._lookups = {}
         return enc

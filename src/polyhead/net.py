@@ -104,6 +104,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         only add synchronisation (measured on 2 cores: 0.41 vs 0.63 ms per step for the
         tutorial's 20-10 net at batch 32; at 64-64 and batch 128 two threads win, 0.31 vs
         0.57 ms), otherwise torch's own setting.
+    compile : bool, default=False
+        Train through ``torch.compile``. Off by default: on this project's 2-core CPU it took
+        ~22 s to compile the tutorial's net and then ran slower per step (0.48 vs 0.40 ms),
+        so it only pays for much larger models (see benchmarks/run.py).
     device : str, default="cpu"
     verbose : int, default=0
         1 prints a line per epoch with per-task validation losses.
@@ -151,6 +155,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                   "a LossWeighting instance")],
         "random_state": [P.SEED],
         "n_threads": [P.NONE, P.Interval(int, 1, None)],
+        "compile": [P.BOOL],
         "device": [P.is_instance(str)],
         "verbose": [P.BOOL, P.Interval(int, 0, None)],
     }
@@ -162,7 +167,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                  early_stopping: bool = True, patience: int = 20,
                  validation_fraction: float = 0.1, n_ensemble: int = 1, weighting: Any = "equal",
                  random_state: int | None = None, n_threads: int | None = None,
-                 device: str = "cpu", verbose: int = 0) -> None:
+                 compile: bool = False, device: str = "cpu", verbose: int = 0) -> None:
         self.tasks = tasks
         self.hidden = hidden
         self.activation = activation
@@ -180,6 +185,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.weighting = weighting
         self.random_state = random_state
         self.n_threads = n_threads
+        self.compile = compile
         self.device = device
         self.verbose = verbose
 
@@ -239,9 +245,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                         {"params": no_decay, "weight_decay": 0.0}]
         if not self.weight_decay:  # one group: one optimiser kernel per step instead of two
             groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
+        from .nn.optim import LeanAdamW
+
         try:
-            # One fused kernel per group: about half the per-step cost of foreach on a CPU.
-            return torch.optim.AdamW(groups, lr=self.lr, fused=True)
+            # One fused kernel per group (about half the per-step cost of foreach on a CPU),
+            # called without the optimiser wrapper's per-step Python overhead.
+            return LeanAdamW(groups, lr=self.lr)
         except RuntimeError:  # a device without fused AdamW
             return torch.optim.AdamW(groups, lr=self.lr, foreach=True)
 
@@ -295,6 +304,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
         self.optimizer_ = self.build_optimizer()
         scheduler = self.build_scheduler(self.optimizer_)
+        self._forward = torch.compile(self.module_) if self.compile else self.module_
         generator = torch.Generator().manual_seed(self._seed)
         weights = torch.tensor([t.task.weight for t in self.task_states_], device=device)
         names = [t.name for t in self.task_states_]
@@ -336,6 +346,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             self.weighting_.load_state_dict(best_state[1])
         self.best_epoch_ = best_epoch
         self.n_iter_ = len(self.history_)
+        del self._forward  # a compiled wrapper is not kept (nor saved) after training
         self.module_.eval()
 
     def on_epoch_end(self, record: dict[str, Any], improved: bool) -> None:
@@ -360,7 +371,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         # One gather per epoch, then contiguous slices: no per-row or per-batch indexing work.
         x = x[perm]
         shuffled = {name: (v[perm], None if m is None else m[perm]) for name, (v, m) in targets.items()}
-        total = torch.zeros(len(targets), device=x.device)
+        losses, sizes = [], []
         for start in range(0, n, self.batch_size_):
             stop = min(start + self.batch_size_, n)
             if stop - start == 1 and n > 1 and self.norm == "batch":
@@ -368,15 +379,20 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             rows = slice(start, stop) if k == 1 else (slice(None), slice(start, stop))
             batch = {name: (v[rows], None if m is None else m[rows])
                      for name, (v, m) in shuffled.items()}
-            total += self.train_step(x[rows], batch) * (stop - start)
-        return total / n
+            losses.append(self.train_step(x[rows], batch))
+            sizes.append(stop - start)
+        # summed once per epoch: no per-step accumulation ops
+        weights = torch.tensor(sizes, dtype=torch.float32, device=x.device) / sum(sizes)
+        return weights @ torch.stack(losses)
 
     def train_step(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
         """One optimiser step on a batch; returns the per-task losses (detached)."""
         self.optimizer_.zero_grad(set_to_none=True)
-        losses = self.compute_loss(self.module_(x), targets)
-        # Losses average over members; times K, each member's gradient is its own loss's.
-        (self.weighting_(losses) * self.n_ensemble).backward()
+        losses = self.compute_loss(getattr(self, "_forward", self.module_)(x), targets)
+        total = self.weighting_(losses)
+        if self.n_ensemble > 1:  # losses average over members; times K, each member's
+            total = total * self.n_ensemble  # gradient is its own loss's
+        total.backward()
         self.optimizer_.step()
         return losses.detach()
 
@@ -400,7 +416,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             targets = {name: (v.expand(k, *v.shape), None if m is None else m.expand(k, *m.shape))
                        for name, (v, m) in targets.items()}
         with torch.inference_mode():
-            return self.compute_loss(self.module_(x), targets)
+            return self.compute_loss(getattr(self, "_forward", self.module_)(x), targets)
 
     # -- persistence -------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -22,6 +22,8 @@ def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tenso
 
 
 def mse(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:  # one fused op on the common path
+        return F.mse_loss(raw.squeeze(-1), target)
     return _masked_mean((raw.squeeze(-1) - target) ** 2, mask)
 
 
@@ -34,11 +36,15 @@ def mae(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> t
 
 
 def binary_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None:
+        return F.binary_cross_entropy_with_logits(raw.squeeze(-1), target)
     return _masked_mean(
         F.binary_cross_entropy_with_logits(raw.squeeze(-1), target, reduction="none"), mask)
 
 
 def multiclass_log_loss(raw: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    if mask is None and raw.dim() == 2:  # one fused op on the common path
+        return F.cross_entropy(raw, target)
     # flattened so packed ensembles' (K, n, C) outputs read as K*n rows of C classes
     flat = F.cross_entropy(raw.reshape(-1, raw.shape[-1]), target.reshape(-1).clamp_min(0),
                            reduction="none")

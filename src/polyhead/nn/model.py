@@ -33,6 +33,13 @@ class Trunk(nn.Sequential):
         super().__init__(*layers)
         self.out_features = width
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # .forward directly: a tiny net's step is dominated by per-call overhead, and
+        # Module.__call__'s hook machinery costs as much as a small matmul
+        for layer in self:
+            x = layer.forward(x)
+        return x
+
 
 class MultiTaskModule(nn.Module):
     """Shared trunk plus a ``ModuleDict`` of linear heads keyed by task name.
@@ -55,5 +62,5 @@ class MultiTaskModule(nn.Module):
             {name: nn.Linear(self.trunk.out_features, dim) for name, dim in heads.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.trunk(x)
-        return {name: head(h) for name, head in self.heads.items()}
+        h = self.trunk.forward(x)
+        return {name: head.forward(h) for name, head in self.heads.items()}

@@ -13,4 +13,4 @@ class Equal(LossWeighting):
     name = "equal"
 
     def forward(self, losses: torch.Tensor) -> torch.Tensor:
-        return (self.task_weights * losses).sum()
+        return torch.dot(self.task_weights, losses)

@@ -17,6 +17,7 @@ from ._version import __version__
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .chain import TaskChain
+    from .comparison import Comparison, compare
     from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
     from .forest import MultiTaskForest
     from .gbm import MultiTaskGBM
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .tasks import Task
 
 __all__ = [
+    "Comparison",
     "ModelFileError",
     "MultiTaskForest",
     "MultiTaskGBM",
@@ -40,6 +42,7 @@ __all__ = [
     "TaskChain",
     "TaskError",
     "__version__",
+    "compare",
     "datasets",
     "load",
 ]
@@ -52,6 +55,8 @@ _LAZY = {
     "Separate": ("polyhead.separate", "Separate"),
     "SingleTarget": ("polyhead.separate", "SingleTarget"),
     "TaskChain": ("polyhead.chain", "TaskChain"),
+    "compare": ("polyhead.comparison", "compare"),
+    "Comparison": ("polyhead.comparison", "Comparison"),
     "Task": ("polyhead.tasks", "Task"),
     "load": ("polyhead.persistence", "load"),
     "ModelFileError": ("polyhead.exceptions", "ModelFileError"),

@@ -405,6 +405,117 @@ def _short_list(values: list[Any], n: int = 8) -> str:
     return text + (f", ... ({len(values)})" if len(values) > n else "")
 
 
+COMPARE_MODELS = ("separate-nets", "joint-net", "joint-net-uncertainty", "forest", "gbm", "linear")
+
+
+@app.command()
+def compare(
+    data: str = typer.Argument(..., help="Data: .csv (.gz/.zst), .parquet or .jsonl"),
+    output: str = typer.Option(..., "--output", "-o", help="HTML report to write"),
+    target: list[str] = typer.Option([], "--target", "-t", help="A task: name[:kind][=column(s)]. Repeatable."),
+    target_prefix: str | None = typer.Option(None, "--target-prefix", help="Every column starting with this is a target"),
+    models: str = typer.Option(",".join(COMPARE_MODELS), "--models", help=f"Comma list from: {', '.join(COMPARE_MODELS)}"),
+    drop: list[str] = typer.Option([], "--drop", help="Columns to leave out (comma list)"),
+    cv: int = typer.Option(5, "--cv", help="Folds"),
+    repeats: int = typer.Option(2, "--repeats", help="Repetitions of the cross-validation"),
+    seed: int = typer.Option(0, "--seed", help="Seeds the folds and the models"),
+    sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
+) -> None:
+    """Separate models vs one joint model (and other families), paired over the same folds."""
+    import json
+
+    from .comparison import compare as run_compare
+    from .comparison import default_models
+    from .io import check_output_path, read_table
+
+    check_output_path(output, kind="report")
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    unknown = [m for m in names if m not in COMPARE_MODELS]
+    if unknown or not names:
+        raise UsageError(f"unknown model {unknown[0] if unknown else ''!r} in --models; "
+                         f"choose from {', '.join(COMPARE_MODELS)}")
+    if cv < 2 or repeats < 1:
+        raise UsageError("--cv must be at least 2 and --repeats at least 1")
+    frame = read_table(data, sep=sep)
+    tasks = _targets(frame, target, target_prefix, data)
+    target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
+    dropped = set(_split_names(drop))
+    X = frame[[c for c in frame.columns if c not in target_cols and c not in dropped]]
+    catalogue = dict(zip(COMPARE_MODELS, default_models(seed).values(), strict=True))
+    chosen = {name.replace("-", " "): catalogue[name] for name in names}
+    progress_fn, finish = _compare_progress(len(chosen) * cv * repeats, show=not json_out)
+    try:
+        result = run_compare(X, frame[target_cols], tasks=tasks, models=chosen, cv=cv,
+                             repeats=repeats, random_state=seed, progress=progress_fn)
+    finally:
+        finish()
+    result.to_html(output)
+    if json_out:
+        summary = result.summary()
+        print(json.dumps({"report": str(output), "baseline": result.baseline,
+                          "summary": json.loads(summary.to_json(orient="records"))}))
+        return
+    table = result._display_table("main").set_index("task")
+    _print_table(table, f"{cv}-fold x {repeats} cross-validation, {len(frame):,} rows")
+    _console().print(f"report written to {output}", markup=False)
+
+
+def _compare_progress(total: int, *, show: bool) -> tuple[Any, Any]:
+    if not show:
+        return None, lambda: None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=_console(stderr=True), transient=True)
+    progress.start()
+    bar = progress.add_task("comparing", total=total)
+    state = {"started": False}
+
+    def update(model: str, repeat: int, fold: int) -> None:
+        if state["started"]:
+            progress.advance(bar)
+        state["started"] = True
+        progress.update(bar, description=f"{model} (repeat {repeat + 1}, fold {fold + 1})")
+
+    return update, progress.stop
+
+
+@app.command("plot-model")
+def plot_model(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    output: str = typer.Option(..., "--output", "-o", help="SVG (or PNG) file to write"),
+) -> None:
+    """Draw a network model's architecture (inputs, trunk, heads) without loading torch."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    from .io import check_output_path
+    from .persistence import read_manifest
+    from .plots import architecture
+
+    target = check_output_path(output, kind="figure")
+    if target.suffix.lower() not in (".svg", ".png"):
+        raise UsageError(f"{output}: plot-model writes .svg or .png")
+    manifest = read_manifest(model_dir)
+    arch = manifest.get("architecture")
+    if not arch:
+        raise UsageError(f"{model_dir} holds a {manifest.get('estimator')}, which has no network "
+                         "architecture to draw")
+    kinds = {t["task"]["name"]: t["task"]["kind"] for t in manifest.get("tasks", [])}
+    fig = architecture(arch, kinds, str(manifest.get("estimator")))
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        fig.savefig(tmp, bbox_inches="tight")
+        os.replace(tmp, target)
+    finally:
+        if Path(tmp).exists():
+            os.unlink(tmp)
+    _console().print(f"wrote {target}", markup=False)
+
+
 @app.command()
 def serve(
     model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),

@@ -429,6 +429,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "in_features": self.features_.n_outputs_,
                 "input_names": self.features_.feature_names_out_,
                 "hidden": [int(h) for h in self.hidden], "activation": self.activation,
+                "n_ensemble": int(self.n_ensemble),
                 "dropout": self.dropout, "norm": self.norm,
                 "heads": {t.name: t.out_dim for t in self.task_states_},
                 "n_parameters": int(sum(p.numel() for p in self.module_.parameters())),

@@ -238,6 +238,8 @@ def _class_labels(values: pd.Series) -> np.ndarray:
         present = set(values.dropna().unique().tolist())
         return np.asarray([c for c in values.dtype.categories if c in present], dtype=object)
     observed = values.dropna()
+    if _numeric_kind(observed) == "integer":  # ints in an object column (beside None) stay ints
+        return np.unique(observed.to_numpy().astype(np.int64))
     if _numeric_kind(observed) == "floating":
         as_float = observed.astype(float).to_numpy()
         if np.all(np.mod(as_float, 1) == 0):

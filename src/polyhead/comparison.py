@@ -1,0 +1,330 @@
+"""``compare``: separate models versus one joint model (and other families), measured properly.
+
+Every model is fitted on the same folds (repeated K-fold, stratified on the first
+classification task when there is one), so each fold gives a *paired* difference against the
+baseline ("separate" models by default). Intervals use the Nadeau-Bengio corrected resampled
+t-test, because cross-validation folds share training rows and the naive interval is too narrow.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.base import clone
+
+from .plots import LOWER_IS_BETTER
+from .tasks import CLASS_KINDS, FittedTask
+
+ProgressFn = Callable[[str, int, int], None]
+
+
+def default_models(random_state: int | None = 0) -> dict[str, Any]:
+    """Separate nets, joint net, joint net with uncertainty weighting, forest, gbm, linear."""
+    from .forest import MultiTaskForest
+    from .gbm import MultiTaskGBM
+    from .linear import MultiTaskLinear
+    from .net import MultiTaskNet
+    from .separate import Separate
+
+    return {
+        "separate nets": Separate(MultiTaskNet(), random_state=random_state),
+        "joint net": MultiTaskNet(random_state=random_state),
+        "joint net (uncertainty)": MultiTaskNet(weighting="uncertainty", random_state=random_state),
+        "forest": MultiTaskForest(random_state=random_state),
+        "gbm": MultiTaskGBM(random_state=random_state),
+        "linear": MultiTaskLinear(random_state=random_state),
+    }
+
+
+def consistency_pairs(states: list[FittedTask], y: pd.DataFrame) -> list[tuple[FittedTask, FittedTask]]:
+    """(regression, multiclass) task pairs over the same quantity: they read the same column,
+    or two columns with equal values (``rings`` and a copy ``rings_class``), with numeric classes."""
+    pairs = []
+    for reg in states:
+        if reg.kind != "regression":
+            continue
+        for cls in states:
+            if cls.kind != "multiclass" or cls.classes is None or cls.classes.dtype.kind not in "iuf":
+                continue
+            a, b = reg.task.source_columns[0], cls.task.source_columns[0]
+            same = a == b or bool(pd.to_numeric(y[a], errors="coerce").fillna(-1e300).equals(
+                pd.to_numeric(y[b], errors="coerce").fillna(-1e300)))
+            if same:
+                pairs.append((reg, cls))
+    return pairs
+
+
+def consistency(reg: np.ndarray, cls: np.ndarray) -> dict[str, float]:
+    """How often a class prediction agrees with the rounded numeric prediction."""
+    gap = np.abs(np.asarray(cls, dtype=float) - np.round(reg))
+    return {"agree_exact": float((gap == 0).mean()), "agree_within_1": float((gap <= 1).mean())}
+
+
+@dataclass
+class Comparison:
+    """The results of :func:`compare`.
+
+    Attributes
+    ----------
+    results : DataFrame
+        Tidy: one row per model, task, metric, repeat and fold, with ``value`` and the model's
+        ``fit_seconds`` on that fold.
+    baseline : str
+        The model every other is compared with.
+    predictions : dict
+        Out-of-fold predictions of every model in the first repeat, for plots.
+    histories : dict
+        Training histories (first fold) of models that keep one.
+    data : dict
+        Rows, features, tasks and missing labels per task.
+    folds : list of (repeat, fold, test row positions)
+        The folds every model was fitted on.
+    """
+
+    results: pd.DataFrame
+    baseline: str
+    tasks: list[FittedTask]
+    y: pd.DataFrame
+    predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
+    architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    folds: list[tuple[int, int, np.ndarray]] = field(default_factory=list)
+
+    def summary(self) -> pd.DataFrame:
+        """Mean ± std per model, task and metric, and each model's paired difference from the
+        baseline with a 95% interval (corrected resampled t-test over the folds).
+
+        ``better`` is True/False when the interval excludes 0 in the metric's good/bad
+        direction, and NaN when it does not (no detectable difference).
+        """
+        from scipy import stats
+
+        r = self.results
+        keys = ["model", "task", "metric"]
+        agg = r.groupby(keys, sort=False)["value"].agg(["mean", "std", "count"]).reset_index()
+        base = r[r["model"] == self.baseline].set_index(["task", "metric", "repeat", "fold"])["value"]
+        rows = []
+        n_test = self.settings.get("n_test", 1)
+        n_train = self.settings.get("n_train", 1)
+        for _, row in agg.iterrows():
+            cell = r[(r["model"] == row["model"]) & (r["task"] == row["task"]) & (r["metric"] == row["metric"])]
+            joined = cell.set_index(["task", "metric", "repeat", "fold"])["value"]
+            diffs = (joined - base.reindex(joined.index)).dropna().to_numpy()
+            out = dict(row)
+            j = len(diffs)
+            t = stats.t.ppf(0.975, j - 1) if j > 1 else math.nan
+            sd = float(np.std(cell["value"], ddof=1)) if len(cell) > 1 else math.nan
+            out["ci_low"] = out["mean"] - t * sd * math.sqrt(1 / j + n_test / n_train) if j > 1 else math.nan
+            out["ci_high"] = out["mean"] + t * sd * math.sqrt(1 / j + n_test / n_train) if j > 1 else math.nan
+            if row["model"] == self.baseline or j < 2:
+                out.update(diff=0.0 if row["model"] == self.baseline else math.nan,
+                           diff_low=math.nan, diff_high=math.nan, better=math.nan)
+            else:
+                mean = float(diffs.mean())
+                half = t * float(diffs.std(ddof=1)) * math.sqrt(1 / j + n_test / n_train)
+                lower_better = row["metric"] in LOWER_IS_BETTER
+                better: Any = math.nan
+                if mean - half > 0:
+                    better = not lower_better
+                elif mean + half < 0:
+                    better = lower_better
+                out.update(diff=mean, diff_low=mean - half, diff_high=mean + half, better=better)
+            rows.append(out)
+        table = pd.DataFrame(rows)
+        table["count"] = table["count"].astype(int)
+        return table
+
+    def fit_seconds(self) -> pd.DataFrame:
+        """Mean fit seconds per model (per fold)."""
+        per_fold = self.results.drop_duplicates(["model", "repeat", "fold"])
+        return per_fold.groupby("model", sort=False)["fit_seconds"].agg(["mean", "std"])
+
+    def best_model(self) -> str:
+        """The model with the best mean rank across tasks on each task's main metric."""
+        summary = self.summary()
+        ranks = []
+        for t in self.tasks:
+            metric = main_metric(t.kind)
+            cell = summary[(summary["task"] == t.name) & (summary["metric"] == metric)]
+            ascending = metric in LOWER_IS_BETTER
+            ranks.append(cell.set_index("model")["mean"].rank(ascending=ascending))
+        return str(pd.concat(ranks, axis=1).mean(axis=1).idxmin())
+
+    def to_markdown(self, metrics: str = "main") -> str:
+        """The summary as a Markdown table (main metric per task, or ``metrics="all"``)."""
+        table = self._display_table(metrics)
+        header = "| " + " | ".join(table.columns) + " |"
+        rule = "|" + "|".join("---" for _ in table.columns) + "|"
+        lines = [header, rule] + ["| " + " | ".join(str(v) for v in row) + " |"
+                                  for row in table.itertuples(index=False)]
+        return "\n".join(lines)
+
+    def _display_table(self, metrics: str = "main") -> pd.DataFrame:
+        summary = self.summary()
+        if metrics == "main":
+            mains = {t.name: main_metric(t.kind) for t in self.tasks}
+            keep = summary.apply(lambda r: mains.get(r["task"]) == r["metric"]
+                                 or r["metric"].startswith("agree"), axis=1)
+            summary = summary[keep]
+        rows = []
+        for _, r in summary.iterrows():
+            diff = "baseline" if r["model"] == self.baseline else (
+                "-" if pd.isna(r["diff"]) else
+                f"{r['diff']:+.4f} [{r['diff_low']:+.4f}, {r['diff_high']:+.4f}]"
+                + {True: " better", False: " worse", "": ""}[_flag(r["better"])])
+            rows.append({"task": r["task"], "metric": r["metric"], "model": r["model"],
+                         "mean ± std": f"{r['mean']:.4f} ± {0 if pd.isna(r['std']) else r['std']:.4f}",
+                         f"vs {self.baseline} (95% CI)": diff})
+        return pd.DataFrame(rows)
+
+    def to_html(self, path: str | None = None) -> str:
+        """A self-contained HTML report (figures embedded); written to ``path`` if given."""
+        from .report import render
+
+        html = render(self)
+        if path is not None:
+            from .io import check_output_path
+
+            target = check_output_path(path, kind="report")
+            import os
+            import tempfile
+
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(html)
+            os.replace(tmp, target)
+        return html
+
+
+def _flag(value: Any) -> Any:
+    """A summary's ``better`` cell as True/False, or "" when it is NaN (no difference)."""
+    return value if isinstance(value, bool) else ""
+
+
+def main_metric(kind: str) -> str:
+    return {"regression": "mae", "binary": "accuracy", "multiclass": "accuracy",
+            "multilabel": "hamming_loss"}[kind]
+
+
+def _strata(states: list[FittedTask], y: pd.DataFrame) -> np.ndarray | None:
+    for t in states:
+        if t.kind in ("binary", "multiclass"):
+            codes = t.class_codes(y[t.task.source_columns[0]])
+            return np.where(codes < 0, -1, codes)  # a missing label is a stratum of its own
+    return None
+
+
+def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None = None, *,
+            cv: int = 5, repeats: int = 2, random_state: int = 0, baseline: str | None = None,
+            progress: ProgressFn | None = None) -> Comparison:
+    """Fit every model on the same repeated K folds and collect per-task metrics.
+
+    Parameters
+    ----------
+    X, y : features and targets, as for any polyhead estimator.
+    tasks : the tasks (as ``tasks=`` of the estimators); every model is fitted with them.
+    models : dict of name -> estimator, optional
+        Default: :func:`default_models`. Each is cloned per fold with ``tasks`` set.
+    cv, repeats : folds and repetitions (different shuffles) of the cross-validation.
+    random_state : seeds the folds.
+    baseline : name of the model to compare against; default the first whose name contains
+        "separate", else the first model.
+    progress : callable(model, repeat, fold), called before each fit.
+
+    Returns
+    -------
+    Comparison
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    from .separate import Separate
+
+    models = dict(models) if models is not None else default_models(random_state)
+    if not models:
+        raise ValueError("compare needs at least one model")
+    if cv < 2 or repeats < 1:
+        raise ValueError(f"cv must be >= 2 and repeats >= 1, got cv={cv}, repeats={repeats}")
+    helper = Separate(tasks=tasks)
+    Xf, yf = helper._prepare_fit(X, y)
+    states = helper.task_states_
+    resolved = [t.task for t in states]
+    if baseline is None:
+        baseline = next((m for m in models if "separate" in m.lower()), next(iter(models)))
+    if baseline not in models:
+        raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(models)}")
+    if any("MultiTaskNet" in repr(m) for m in models.values()):
+        from . import nn  # noqa: F401  (import torch now, not inside the first timed fit)
+    strata = _strata(states, yf)
+    pairs = consistency_pairs(states, yf)
+    rows: list[dict[str, Any]] = []
+    predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in models}
+    histories: dict[str, list[dict[str, Any]]] = {}
+    architectures: dict[str, dict[str, Any]] = {}
+    Xr, yr = Xf.reset_index(drop=True), yf.reset_index(drop=True)
+    fold_log: list[tuple[int, int, np.ndarray]] = []
+    n_test = len(Xr) / cv
+    for repeat in range(repeats):
+        seed = random_state + repeat
+        if strata is not None:
+            splitter: Any = StratifiedKFold(cv, shuffle=True, random_state=seed)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # classes rarer than cv folds only warn
+                folds = list(splitter.split(Xr, strata))
+        else:
+            folds = list(KFold(cv, shuffle=True, random_state=seed).split(Xr))
+        for fold, (train, test) in enumerate(folds):
+            fold_log.append((repeat, fold, test))
+            for name, template in models.items():
+                if progress is not None:
+                    progress(name, repeat, fold)
+                model = clone(template).set_params(tasks=resolved)
+                start = time.perf_counter()
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    model.fit(Xr.iloc[train], yr.iloc[train])
+                seconds = time.perf_counter() - start
+                outputs = model._predict_outputs(model._check_X(Xr.iloc[test], fit=False))
+                y_test = yr.iloc[test]
+                for t in model.task_states_:
+                    for metric, value in t.metrics(y_test, outputs[t.name]).items():
+                        if metric != "n":
+                            rows.append({"model": name, "task": t.name, "metric": metric,
+                                         "repeat": repeat, "fold": fold, "value": value,
+                                         "fit_seconds": seconds})
+                fitted = {t.name: t for t in model.task_states_}
+                for reg, cls in pairs:
+                    agree = consistency(outputs[reg.name], fitted[cls.name].predict(outputs[cls.name]))
+                    for metric, value in agree.items():
+                        rows.append({"model": name, "task": f"{reg.name} ~ {cls.name}",
+                                     "metric": metric, "repeat": repeat, "fold": fold,
+                                     "value": value, "fit_seconds": seconds})
+                if repeat == 0:
+                    frame = model.predict_frame(Xr.iloc[test])
+                    frame.index = test
+                    predictions[name].append(frame)
+                if repeat == 0 and fold == 0:
+                    if getattr(model, "history_", None):
+                        histories[name] = list(model.history_)
+                    if hasattr(model, "module_"):
+                        architectures[name] = model._get_state()[0]["architecture"]
+    missing = {t.name: int(yf[list(t.task.source_columns)].isna().all(axis=1).sum()) for t in states}
+    data = {"rows": len(Xf), "features": Xf.shape[1], "feature_names": list(Xf.columns),
+            "tasks": [{"name": t.name, "kind": t.kind, "columns": list(t.task.source_columns),
+                       "classes": None if t.classes is None else len(t.classes),
+                       "missing_labels": missing[t.name]} for t in states]}
+    return Comparison(
+        results=pd.DataFrame(rows), baseline=baseline, tasks=states, y=yr,
+        predictions={k: pd.concat(v).sort_index() for k, v in predictions.items() if v},
+        histories=histories, architectures=architectures, data=data, folds=fold_log,
+        settings={"cv": cv, "repeats": repeats, "random_state": random_state,
+                  "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models),
+                  "class_kinds": sorted(CLASS_KINDS)})

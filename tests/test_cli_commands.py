@@ -99,7 +99,12 @@ def test_compressed_and_other_delimiters(model, table, tmp_path, capsys):
         frame.to_csv(fh, index=False, sep=";")
     jsonl = tmp_path / "rows.jsonl"
     frame.to_json(jsonl, orient="records", lines=True)
-    for source in (gz, jsonl):
+    import pyarrow as pa
+
+    zst = tmp_path / "rows.tsv.zst"
+    with pa.CompressedOutputStream(str(zst), "zstd") as out:
+        out.write(frame.to_csv(index=False, sep="\t").encode())
+    for source in (gz, jsonl, zst):
         code, _, err = cli(capsys, "predict", path, source, "-o", tmp_path / "o.csv")
         assert code == 0, (source, err)
         assert len(pd.read_csv(tmp_path / "o.csv")) == len(frame)
@@ -242,3 +247,21 @@ def test_fit_other_families(family, table, tmp_path, capsys):
     code, _, err = cli(capsys, "predict", tmp_path / "m", data, "-o", tmp_path / "p.csv")
     assert code == 0, err
     assert json.loads((tmp_path / "m" / "manifest.json").read_text())["estimator"].lower().endswith(family)
+
+
+def test_composite_models_work_from_the_shell(table, tmp_path, capsys):
+    """A Separate or TaskChain saved from Python predicts, evaluates and describes itself."""
+    from polyhead import MultiTaskLinear, Separate, TaskChain
+
+    frame, data = table
+    X, y = frame.drop(columns=["amount", "kind", "level", "t1", "t2", "t3"]), frame[["amount", "kind"]]
+    for i, model in enumerate([Separate(MultiTaskLinear(), tasks={"amount": "regression", "kind": "binary"}),
+                               TaskChain(MultiTaskLinear(), tasks={"amount": "regression", "kind": "binary"},
+                                         cv=2, random_state=0)]):
+        model.fit(X, y).save(tmp_path / f"m{i}")
+        for args in (["predict", tmp_path / f"m{i}", data, "-o", tmp_path / "p.csv"],
+                     ["evaluate", tmp_path / f"m{i}", data, "--json"],
+                     ["info", tmp_path / f"m{i}", "--json"]):
+            code, out, err = cli(capsys, *args)
+            assert code == 0, (model, args, err)
+        assert "colour" in [f["name"] for f in json.loads(out)["features"]]

@@ -172,3 +172,24 @@ def test_refuses_to_start_on_a_bad_model_dir(tmp_path):
     assert out.returncode == 2
     assert "is not a polyhead model directory" in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_several_workers_serve_the_same_model(server, tmp_path):
+    _, model, X, _ = server
+    model.save(tmp_path / "m")
+    port = free_port()
+    proc = subprocess.Popen([str(BIN), "serve", str(tmp_path / "m"), "--port", str(port),
+                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                if call(base, "/ready")[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.1)
+        status, body = call(base, "/predict", {"rows": rows_of(X.iloc[:3])})
+        assert status == 200 and len(body["predictions"]) == 3
+    finally:
+        proc.terminate()
+        proc.wait(20)

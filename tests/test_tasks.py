@@ -90,7 +90,7 @@ def test_regression_target_errors_show_value_and_row():
     task = Task("t", kind="regression", column="c")
     with pytest.raises(TaskError, match=r"non-numeric value\(s\), e.g. 'abc' at row 17"):
         FittedTask.fit(task, y)
-    with pytest.raises(TaskError, match="infinite value inf at row 1"):
+    with pytest.raises(TaskError, match=r"infinite value \(inf\) at row 1"):
         FittedTask.fit(task, pd.DataFrame({"c": [1.0, np.inf]}))
 
 

@@ -179,6 +179,15 @@ class MultiTaskMixin:
                 out[t.name] = t.classes
         return out
 
+    def feature_encoder(self) -> Any:
+        """The fitted :class:`~polyhead.features.FeatureEncoder` of the raw input features (for a
+        composite model, that of its first sub-model, which reads exactly the input columns)."""
+        check_is_fitted(self, "task_states_")
+        encoder = getattr(self, "features_", None)
+        if encoder is None:
+            encoder = self.estimators_[0].feature_encoder()  # type: ignore[attr-defined]
+        return encoder
+
     # -- outputs -----------------------------------------------------------------------------
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:  # pragma: no cover
         raise NotImplementedError
@@ -194,14 +203,7 @@ class MultiTaskMixin:
         multilabel tasks) and, with ``proba=True``, a ``task:class`` column per class
         probability. Used by the command line and the prediction service."""
         outputs, index = self._outputs(X)
-        columns: dict[str, Any] = {}
-        for t in self.task_states_:
-            pred = t.predict(outputs[t.name])
-            if t.kind == "multilabel":
-                for j, col in enumerate(t.output_columns):
-                    columns[col] = pred[:, j]
-            else:
-                columns[t.name] = pred
+        columns: dict[str, Any] = self._label_columns(outputs)
         if proba:
             for t in self.task_states_:
                 if t.kind in CLASS_KINDS:
@@ -220,8 +222,9 @@ class MultiTaskMixin:
         outputs, index = self._outputs(X)
         return self._format(outputs, index)
 
-    def _format(self, outputs: dict[str, np.ndarray], index: pd.Index) -> Any:
-        """Per-task outputs as predictions in the format of fit's ``y``."""
+    def _label_columns(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Predicted labels (or values) per output column: a task's name, or a multilabel
+        task's label columns."""
         columns: dict[str, np.ndarray] = {}
         for t in self.task_states_:
             pred = t.predict(outputs[t.name])
@@ -230,6 +233,11 @@ class MultiTaskMixin:
                     columns[col] = pred[:, j]
             else:
                 columns[t.name] = pred
+        return columns
+
+    def _format(self, outputs: dict[str, np.ndarray], index: pd.Index) -> Any:
+        """Per-task outputs as predictions in the format of fit's ``y``."""
+        columns = self._label_columns(outputs)
         if self._y_format == "frame":
             return pd.DataFrame(columns, index=index)
         if self._y_format == "series":

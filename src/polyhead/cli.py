@@ -306,7 +306,7 @@ def _column_types(model: Any) -> dict[str, Any]:
     import pyarrow as pa
 
     types: dict[str, Any] = {}
-    for col in model.features_.columns_:
+    for col in model.feature_encoder().columns_:
         if col["type"] == "numeric":
             types[col["name"]] = pa.float64()
         elif all(isinstance(c, str) for c in col["categories"]):
@@ -351,6 +351,9 @@ def info(
     from .persistence import read_manifest
 
     manifest = read_manifest(model_dir)
+    features = manifest.get("features") or {}
+    if not features and manifest.get("estimators"):  # a composite: its first sub-model's
+        features = manifest["estimators"][0].get("features") or {}
     history = manifest.get("history") or []
     training = dict(manifest.get("training") or {})
     if history:
@@ -365,7 +368,7 @@ def info(
                    "columns": t["task"].get("columns") or [t["task"].get("column") or t["task"]["name"]],
                    "classes": t.get("classes"), "weight": t["task"].get("weight"),
                    "loss": t["task"].get("loss")} for t in manifest.get("tasks", [])],
-        "features": [{k: v for k, v in c.items()} for c in manifest["features"]["columns"]],
+        "features": [dict(c) for c in features.get("columns", [])],
         "architecture": {k: v for k, v in (manifest.get("architecture") or {}).items()
                          if k not in ("summary", "input_names")},
         "params": manifest.get("params"), "training": training,

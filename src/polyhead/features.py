@@ -21,17 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._convert import as_float, check_finite, plain
 from .exceptions import PolyheadError
 
 MISSING_CATEGORY = "<missing>"
-
-
-def _jsonable(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _row(index: pd.Index, pos: int) -> Any:
-    return _jsonable(index[pos])
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -111,7 +104,7 @@ class FeatureEncoder:
                 cats = sorted(uniques)
             except TypeError:
                 cats = sorted(uniques, key=str)
-        cats = [_jsonable(c) for c in cats]
+        cats = [plain(c) for c in cats]
         for c in cats:
             if not isinstance(c, (str, int, float, bool)):
                 raise PolyheadError(f"feature column {name!r}: category {c!r} of type "
@@ -182,11 +175,9 @@ class FeatureEncoder:
         if all(pd.api.types.is_numeric_dtype(dtypes[n]) and not pd.api.types.is_bool_dtype(dtypes[n])
                for n in names):
             block = X[names].to_numpy(dtype=np.float64, na_value=np.nan)
-            inf = np.isinf(block)
-            if inf.any():
-                row, k = (int(v[0]) for v in np.nonzero(inf))
-                raise PolyheadError(f"feature column {names[k]!r} has an infinite value "
-                                    f"({block[row, k]}) at row {_row(X.index, row)!r}")
+            if np.isinf(block).any():
+                k = int(np.flatnonzero(np.isinf(block).any(axis=0))[0])
+                check_finite(block[:, k], f"feature column {names[k]!r}", X.index, PolyheadError)
             return {n: block[:, k] for k, n in enumerate(names)}
         return {n: self._numeric(n, X[n]) for n in names}
 
@@ -204,22 +195,7 @@ class FeatureEncoder:
     @staticmethod
     def _numeric(name: str, column: pd.Series) -> np.ndarray:
         _check_supported(name, column)
-        if pd.api.types.is_numeric_dtype(column.dtype) and not pd.api.types.is_bool_dtype(column.dtype):
-            values = column.to_numpy(dtype=np.float64, na_value=np.nan)
-        else:
-            values = pd.to_numeric(column.astype(object), errors="coerce").to_numpy(dtype=np.float64)
-            bad = np.isnan(values) & column.notna().to_numpy()
-            if bad.any():
-                first = int(np.flatnonzero(bad)[0])
-                raise PolyheadError(f"feature column {name!r} is numeric but has "
-                                    f"{int(bad.sum())} non-numeric value(s), e.g. "
-                                    f"{_jsonable(column.iloc[first])!r} at row {_row(column.index, first)!r}")
-        inf = np.isinf(values)
-        if inf.any():
-            first = int(np.flatnonzero(inf)[0])
-            raise PolyheadError(f"feature column {name!r} has an infinite value "
-                                f"({values[first]}) at row {_row(column.index, first)!r}")
-        return values
+        return as_float(column, f"feature column {name!r}", PolyheadError)
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

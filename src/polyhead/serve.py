@@ -53,7 +53,7 @@ def _require_fastapi() -> None:
 def _feature_types(model: Any) -> dict[str, Any]:
     """A Python type per feature, from the fitted encoder (numbers may be null: imputed)."""
     types: dict[str, Any] = {}
-    for col in model.features_.columns_:
+    for col in model.feature_encoder().columns_:
         if col["type"] == "numeric":
             types[col["name"]] = float | None
         else:
@@ -123,7 +123,7 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         "tasks": tasks_meta,
         "features": [{"name": c["name"], "type": c["type"],
                       **({"categories": c["categories"]} if c["type"] == "categorical" else {})}
-                     for c in model.features_.columns_],
+                     for c in model.feature_encoder().columns_],
         "limits": {"max_rows": settings.max_rows, "max_body_bytes": settings.max_body_bytes,
                    "allow_extra": settings.allow_extra},
     }

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ._convert import as_float, plain, row_label
 from .exceptions import TaskError
 
 KINDS = ("regression", "binary", "multiclass", "multilabel")
@@ -223,15 +224,6 @@ def infer_kind(column: pd.Series) -> str:
     return "binary" if values.nunique() == 2 else "regression"
 
 
-def _plain(value: Any) -> Any:
-    """A numpy scalar as the Python value it holds (so messages show 2, not np.int64(2))."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def _row(index: pd.Index, pos: int) -> Any:
-    return _plain(index[pos])
-
-
 def _class_labels(values: pd.Series) -> np.ndarray:
     """Sorted distinct labels, keeping their type; integral floats become ints."""
     if isinstance(values.dtype, pd.CategoricalDtype):
@@ -323,7 +315,7 @@ class FittedTask:
                                 f"({classes[0]!r}); a classification task needs at least two")
             if task.kind == "binary" and len(classes) > 2:
                 raise TaskError(f"task {task.name!r}: binary task has {len(classes)} classes "
-                                f"(e.g. {', '.join(map(repr, map(_plain, classes[:4].tolist())))}); "
+                                f"(e.g. {', '.join(map(repr, map(plain, classes[:4].tolist())))}); "
                                 "use kind='multiclass'")
             fitted.classes = classes
         return fitted
@@ -487,24 +479,7 @@ class FittedTask:
 
 def regression_values(task: Task, column: pd.Series) -> np.ndarray:
     """A regression target as float64 with NaN for missing; errors name bad values and rows."""
-    if pd.api.types.is_bool_dtype(column.dtype):
-        return column.astype(float).to_numpy()
-    if pd.api.types.is_numeric_dtype(column.dtype) and not isinstance(column.dtype, pd.CategoricalDtype):
-        values = column.to_numpy(dtype=float, na_value=np.nan)
-    else:
-        values = pd.to_numeric(column.astype(object), errors="coerce").to_numpy(dtype=float)
-        bad = np.isnan(values) & column.notna().to_numpy()
-        if bad.any():
-            first = int(np.flatnonzero(bad)[0])
-            raise TaskError(f"task {task.name!r}: regression target {column.name!r} has "
-                            f"{int(bad.sum())} non-numeric value(s), e.g. {_plain(column.iloc[first])!r} "
-                            f"at row {_row(column.index, first)!r}")
-    inf = np.isinf(values)
-    if inf.any():
-        first = int(np.flatnonzero(inf)[0])
-        raise TaskError(f"task {task.name!r}: regression target {column.name!r} has infinite "
-                        f"value {float(values[first])} at row {_row(column.index, first)!r}")
-    return values
+    return as_float(column, f"task {task.name!r}: regression target {column.name!r}", TaskError)
 
 
 def multilabel_values(task: Task, y: pd.DataFrame) -> np.ndarray:
@@ -517,8 +492,8 @@ def multilabel_values(task: Task, y: pd.DataFrame) -> np.ndarray:
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise TaskError(f"task {task.name!r}: multilabel column {col!r} must hold 0/1 "
-                            f"values, found {_plain(column.iloc[first])!r} at row "
-                            f"{_row(column.index, first)!r}")
+                            f"values, found {plain(column.iloc[first])!r} at row "
+                            f"{row_label(column.index, first)!r}")
         out[:, j] = values
     return out
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -13,23 +13,32 @@ ACTIVATIONS: dict[str, type[nn.Module]] = {
 NORMS = ("layer", "batch", None)
 
 
+def mlp_layers(in_features: int, hidden: Sequence[int], activation: str, dropout: float,
+               norm: str | None, linear: Callable[[int, int], nn.Module] = nn.Linear,
+               ) -> tuple[list[nn.Module], int]:
+    """``[linear -> norm -> activation -> dropout] * len(hidden)`` and the output width."""
+    layers: list[nn.Module] = []
+    width = in_features
+    for size in hidden:
+        layers.append(linear(width, size))
+        if norm == "layer":
+            layers.append(nn.LayerNorm(size))
+        elif norm == "batch":
+            layers.append(nn.BatchNorm1d(size))
+        layers.append(ACTIVATIONS[activation]())
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        width = size
+    return layers, width
+
+
 class Trunk(nn.Sequential):
     """``[Linear -> norm -> activation -> dropout] * len(hidden)``; ``out_features`` is its width."""
 
     def __init__(self, in_features: int, hidden: Sequence[int], activation: str = "relu",
-                 dropout: float = 0.0, norm: str | None = None) -> None:
-        layers: list[nn.Module] = []
-        width = in_features
-        for size in hidden:
-            layers.append(nn.Linear(width, size))
-            if norm == "layer":
-                layers.append(nn.LayerNorm(size))
-            elif norm == "batch":
-                layers.append(nn.BatchNorm1d(size))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = size
+                 dropout: float = 0.0, norm: str | None = None,
+                 linear: Callable[[int, int], nn.Module] = nn.Linear) -> None:
+        layers, width = mlp_layers(in_features, hidden, activation, dropout, norm, linear)
         super().__init__(*layers)
         self.out_features = width
 

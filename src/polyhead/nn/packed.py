@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from .model import ACTIVATIONS
+from .model import Trunk
 
 
 class PackedLinear(nn.Module):
@@ -55,21 +55,13 @@ class PackedMultiTaskModule(nn.Module):
         if norm == "batch":
             raise ValueError("norm='batch' is not available with n_ensemble > 1; use 'layer'")
         self.k = k
-        layers: list[nn.Module] = []
-        width = in_features
-        for size in hidden:
-            layers.append(PackedLinear(k, width, size))
-            if norm == "layer":
-                layers.append(nn.LayerNorm(size))
-            layers.append(ACTIVATIONS[activation]())
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            width = size
-        self.trunk = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict({name: PackedLinear(k, width, dim) for name, dim in heads.items()})
+        self.trunk = Trunk(in_features, hidden, activation, dropout, norm,
+                           linear=lambda i, o: PackedLinear(k, i, o))
+        self.heads = nn.ModuleDict({name: PackedLinear(k, self.trunk.out_features, dim)
+                                    for name, dim in heads.items()})
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.k, -1, -1)
-        h = self.trunk(x)
-        return {name: head(h) for name, head in self.heads.items()}
+        h = self.trunk.forward(x)
+        return {name: head.forward(h) for name, head in self.heads.items()}

@@ -260,7 +260,10 @@ def compile_cost() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
+    parser.add_argument("--only", default="tutorial,default,predict,scaling,ensemble,compile",
+                        help="comma list of sections to run")
     args = parser.parse_args()
+    only = set(args.only.split(","))
     reps = 1 if args.quick else 3
     rows: list[tuple[str, str, str, str]] = []
 
@@ -271,6 +274,30 @@ def main() -> None:
     def med(results: list[dict[str, Any]], key: str) -> float:
         return statistics.median(r[key] for r in results)
 
+    if "tutorial" in only:
+        tutorial_section(reps, add, med)
+    if "default" in only:
+        default_section(args.quick, reps, add, med)
+    if "predict" in only:
+        predict_section(args.quick, add)
+    if "scaling" in only:
+        scaling_section(args.quick, add)
+    if "ensemble" in only:
+        ensemble_section(reps, add, med)
+    if "compile" in only and not args.quick:
+        compile_section(add)
+
+    import torch
+
+    width = max(len(r[0]) for r in rows)
+    print(f"\npolyhead speed suite - torch {torch.__version__}, {mp.cpu_count()} cores; "
+          f"{reps} repeat(s), medians; each measurement in a fresh process")
+    print(f"{'measure':<{width}}  {'target':<26} {'status':<8} value")
+    for name, value, target, status in rows:
+        print(f"{name:<{width}}  {target:<26} {status:<8} {value}")
+
+
+def tutorial_section(reps: int, add: Any, med: Any) -> None:
     print("1. tutorial configuration", file=sys.stderr)
     ph = isolated(fit_polyhead, reps, **TUTORIAL)
     pt = isolated(fit_plain_torch, reps)
@@ -288,8 +315,11 @@ def main() -> None:
     add("tutorial: same quality as plain PyTorch", f"dMAE {med(ph, 'mae') - med(pt, 'mae'):+.3f}, "
         f"dacc {med(ph, 'accuracy') - med(pt, 'accuracy'):+.3f}", "|dMAE|<0.05, |dacc|<0.02", same)
 
+
+
+def default_section(quick: bool, reps: int, add: Any, med: Any) -> None:
     print("2. default settings, time to quality", file=sys.stderr)
-    seeds = range(2 if args.quick else 5)
+    seeds = range(2 if quick else 5)
     dflt = [isolated(fit_polyhead, 1, seed=s)[0] for s in seeds]
     lgbm = isolated(fit_lightgbm_per_task, reps)
     mae = statistics.mean(r["mae"] for r in dflt)
@@ -301,15 +331,21 @@ def main() -> None:
         f"{med(lgbm, 'seconds'):.2f} s, MAE {med(lgbm, 'mae'):.3f}, acc {med(lgbm, 'accuracy'):.3f})",
         "<= 2 s", fit_s <= 2)
 
+
+
+def predict_section(quick: bool, add: Any) -> None:
     print("3. prediction", file=sys.stderr)
-    pr = isolated(predict_throughput, 1, rows=200_000 if args.quick else 1_000_000)[0]
+    pr = isolated(predict_throughput, 1, rows=200_000 if quick else 1_000_000)[0]
     add("predict 1 row (DataFrame in/out)", f"p50 {pr['p50_ms']:.3f} ms, p99 {pr['p99_ms']:.3f} ms "
         f"(bare module forward p50 {pr['module_p50_ms']:.3f} ms)", "p50 <= 1 ms", pr["p50_ms"] <= 1)
     add("predict big batch", f"{pr['rows_per_s']:,.0f} rows/s, peak {pr['peak_mib']:.0f} MiB",
         ">= 1,000,000 rows/s", pr["rows_per_s"] >= 1e6)
 
+
+
+def scaling_section(quick: bool, add: Any) -> None:
     print("4. scaling", file=sys.stderr)
-    sizes = [10_000, 100_000] if args.quick else [10_000, 100_000, 1_000_000]
+    sizes = [10_000, 100_000] if quick else [10_000, 100_000, 1_000_000]
     sc = {n: isolated(scaling, 1, rows=n)[0] for n in sizes}
     per_row = {n: sc[n]["seconds"] / n for n in sizes}
     for n in sizes:
@@ -323,6 +359,9 @@ def main() -> None:
     mem = (sc[big]["peak_mib"] - sc[big]["base_mib"]) / sc[big]["frame_mib"]
     add("scaling: memory above import baseline / frame", f"{mem:.2f}x", "<= 3x", mem <= 3)
 
+
+
+def ensemble_section(reps: int, add: Any, med: Any) -> None:
     print("5. packed ensembles", file=sys.stderr)
     # Cost at equal training length (60 epochs, no early stopping): early stopping would
     # let K=1 and K=8 run different numbers of epochs and blur the comparison.
@@ -343,21 +382,14 @@ def main() -> None:
         f"{med(e8, 'accuracy'):.3f} vs {med(e8, 'member_accuracy'):.3f} (K=1 nets: MAE {med(e1, 'mae'):.3f}, "
         f"acc {med(e1, 'accuracy'):.3f})", "ensemble >= member", better)
 
-    if not args.quick:
-        print("6. torch.compile", file=sys.stderr)
-        cc = isolated(compile_cost, 1)[0]
-        add("torch.compile (tutorial config)", f"compile {cc['compile_s']:.1f} s; epoch {cc['compiled_epoch_s']*1000:.0f} "
-            f"ms compiled vs {cc['eager_epoch_s']*1000:.0f} ms eager",
-            "pays for itself?", cc["compiled_epoch_s"] * 150 + cc["compile_s"] < cc["eager_epoch_s"] * 150)
 
-    import torch
 
-    width = max(len(r[0]) for r in rows)
-    print(f"\npolyhead speed suite - torch {torch.__version__}, {mp.cpu_count()} cores; "
-          f"{reps} repeat(s), medians; each measurement in a fresh process")
-    print(f"{'measure':<{width}}  {'target':<26} {'status':<8} value")
-    for name, value, target, status in rows:
-        print(f"{name:<{width}}  {target:<26} {status:<8} {value}")
+def compile_section(add: Any) -> None:
+    print("6. torch.compile", file=sys.stderr)
+    cc = isolated(compile_cost, 1)[0]
+    add("torch.compile (tutorial config)", f"compile {cc['compile_s']:.1f} s; epoch {cc['compiled_epoch_s']*1000:.0f} "
+        f"ms compiled vs {cc['eager_epoch_s']*1000:.0f} ms eager",
+        "pays for itself?", cc["compiled_epoch_s"] * 150 + cc["compile_s"] < cc["eager_epoch_s"] * 150)
 
 
 if __name__ == "__main__":

@@ -393,7 +393,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         if self.n_ensemble > 1:  # losses average over members; times K, each member's
             total = total * self.n_ensemble  # gradient is its own loss's
         total.backward()
-        self.optimizer_.step()
+        # LeanAdamW.update skips the optimiser wrapper's per-call hooks (see nn/optim.py)
+        getattr(self.optimizer_, "update", self.optimizer_.step)()
         return losses.detach()
 
     def compute_loss(self, outputs: dict[str, Any], targets: dict[str, tuple[Any, Any]]) -> Any:

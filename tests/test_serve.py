@@ -155,6 +155,23 @@ def test_body_over_the_limit_is_413(server):
     assert status == 413 and "over the limit of 10485 bytes" in body["detail"]
 
 
+def test_chunked_body_over_the_limit_is_413(server):
+    """No Content-Length (chunked transfer): the limit counts the bytes actually received."""
+    import http.client
+    from urllib.parse import urlparse
+
+    base, *_ = server
+    url = urlparse(base)
+    conn = http.client.HTTPConnection(url.hostname, url.port, timeout=30)
+    chunks = [b'{"rows": [{"a": 1.0, "b": 1.0, "colour": "', b"x" * 20000, b'"}]}']
+    conn.request("POST", "/predict", body=iter(chunks), encode_chunked=True,
+                 headers={"Content-Type": "application/json"})
+    resp = conn.getresponse()
+    body = json.loads(resp.read())
+    assert resp.status == 413 and "over the limit of 10485 bytes" in body["detail"], body
+    assert call(base, "/health")[0] == 200
+
+
 def test_access_log_has_no_bodies(server):
     base, _, _, log = server
     call(base, "/predict", {"rows": [{"a": 0.123456, "b": 1.0, "colour": "red"}]})

@@ -40,6 +40,22 @@ def call(base, path, body=None, method=None, raw=None):
         return err.code, json.loads(err.read() or b"null")
 
 
+def start_server(model_dir, *args, log=subprocess.DEVNULL):
+    """`polyhead serve` on a free loopback port; returns (process, base URL) once it answers."""
+    port = free_port()
+    proc = subprocess.Popen([str(BIN), "serve", str(model_dir), "--port", str(port), *map(str, args)],
+                            stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            if call(base, "/ready")[0] == 200:
+                return proc, base
+        except OSError:
+            time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError(f"polyhead serve did not start on port {port}")
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("serve")
@@ -48,21 +64,8 @@ def server(tmp_path_factory):
              Task("tags", kind="multilabel", columns=("t1", "t2", "t3"))]
     model = MultiTaskNet(tasks=tasks, **FAST).fit(X, y)
     model.save(tmp / "model")
-    port = free_port()
     log = open(tmp / "server.log", "w")  # noqa: SIM115 - kept open for the server's lifetime
-    proc = subprocess.Popen([str(BIN), "serve", str(tmp / "model"), "--port", str(port),
-                             "--max-rows", "50", "--max-body-mb", "0.01"],
-                            stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            if call(base, "/health")[0] == 200:
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        proc.kill()
-        raise RuntimeError((tmp / "server.log").read_text())
+    proc, base = start_server(tmp / "model", "--max-rows", "50", "--max-body-mb", "0.01", log=log)
     yield base, model, X, tmp / "server.log"
     proc.terminate()
     proc.wait(10)
@@ -194,17 +197,8 @@ def test_refuses_to_start_on_a_bad_model_dir(tmp_path):
 def test_several_workers_serve_the_same_model(server, tmp_path):
     _, model, X, _ = server
     model.save(tmp_path / "m")
-    port = free_port()
-    proc = subprocess.Popen([str(BIN), "serve", str(tmp_path / "m"), "--port", str(port),
-                             "--workers", "2"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port}"
+    proc, base = start_server(tmp_path / "m", "--workers", "2")
     try:
-        for _ in range(300):
-            try:
-                if call(base, "/ready")[0] == 200:
-                    break
-            except OSError:
-                time.sleep(0.1)
         status, body = call(base, "/predict", {"rows": rows_of(X.iloc[:3])})
         assert status == 200 and len(body["predictions"]) == 3
     finally:

@@ -12,7 +12,7 @@ from . import _params as P
 from ._base import MultiTaskMixin
 from ._composite import CompositeMixin
 from .exceptions import PolyheadError
-from .separate import SingleTarget, is_polyhead
+from .separate import per_task_template
 from .tasks import FittedTask, TaskSpec
 
 
@@ -75,13 +75,7 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
         self.random_state = random_state
 
     def _template(self) -> Any:
-        from .net import MultiTaskNet
-
-        est = self.estimator if self.estimator is not None else MultiTaskNet()
-        est = clone(est if is_polyhead(est) else SingleTarget(est))
-        if self.random_state is not None and "random_state" in est.get_params():
-            est.set_params(random_state=self.random_state)
-        return est
+        return per_task_template(self.estimator, self.random_state)
 
     def fit(self, X: Any, y: Any) -> TaskChain:
         """Fit the tasks in ``order``, each on the features plus out-of-fold earlier outputs."""

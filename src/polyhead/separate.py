@@ -69,6 +69,19 @@ class SingleTarget(SklearnMultiTask):
         return units
 
 
+def per_task_template(estimator: Any, random_state: int | None) -> Any:
+    """The unfitted model a composite fits once per task: a polyhead estimator as given, a
+    scikit-learn one wrapped in :class:`SingleTarget`, None as ``MultiTaskNet()``; with the
+    composite's ``random_state`` where the model has one."""
+    from .net import MultiTaskNet
+
+    est = estimator if estimator is not None else MultiTaskNet()
+    est = clone(est if is_polyhead(est) else SingleTarget(est))
+    if random_state is not None and "random_state" in est.get_params():
+        est.set_params(random_state=random_state)
+    return est
+
+
 class Separate(CompositeMixin, MultiTaskMixin, BaseEstimator):
     """One independent model per task.
 
@@ -97,15 +110,7 @@ class Separate(CompositeMixin, MultiTaskMixin, BaseEstimator):
         self.random_state = random_state
 
     def _template(self) -> Any:
-        from .net import MultiTaskNet
-
-        est = self.estimator if self.estimator is not None else MultiTaskNet()
-        if not is_polyhead(est):
-            est = SingleTarget(est)
-        est = clone(est)
-        if self.random_state is not None and "random_state" in est.get_params():
-            est.set_params(random_state=self.random_state)
-        return est
+        return per_task_template(self.estimator, self.random_state)
 
     def fit(self, X: Any, y: Any) -> Separate:
         """Fit one model per task on the same features."""

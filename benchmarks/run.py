@@ -217,7 +217,7 @@ def scaling(rows: int) -> dict[str, Any]:
     import torch  # noqa: F401  (the baseline must include what fitting imports)
 
     import polyhead
-    import polyhead.net
+    import polyhead.models.net
     import polyhead.nn
 
     polyhead.MultiTaskNet(max_epochs=1).fit(np.zeros((64, 2)), np.arange(64.0))  # warm-up

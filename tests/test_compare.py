@@ -10,7 +10,7 @@ import pytest
 from conftest import make_mixed
 
 from polyhead import MultiTaskForest, MultiTaskLinear, MultiTaskNet, Separate
-from polyhead.comparison import Comparison, compare, consistency
+from polyhead.evaluation.comparison import Comparison, compare, consistency
 
 FAST = {"hidden": (16,), "max_epochs": 15, "random_state": 0}
 TASKS = {"amount": "regression", "kind": "binary", "level": "multiclass"}

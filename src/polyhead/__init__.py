@@ -16,15 +16,15 @@ from ._version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
-    from .chain import TaskChain
-    from .comparison import Comparison, compare
+    from .evaluation.comparison import Comparison, compare
     from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
-    from .forest import MultiTaskForest
-    from .gbm import MultiTaskGBM
-    from .linear import MultiTaskLinear
-    from .net import MultiTaskNet
+    from .models.chain import TaskChain
+    from .models.forest import MultiTaskForest
+    from .models.gbm import MultiTaskGBM
+    from .models.linear import MultiTaskLinear
+    from .models.net import MultiTaskNet
+    from .models.separate import Separate, SingleTarget
     from .persistence import load
-    from .separate import Separate, SingleTarget
     from .tasks import Task
 
 __all__ = [
@@ -48,15 +48,15 @@ __all__ = [
 ]
 
 _LAZY = {
-    "MultiTaskNet": ("polyhead.net", "MultiTaskNet"),
-    "MultiTaskForest": ("polyhead.forest", "MultiTaskForest"),
-    "MultiTaskGBM": ("polyhead.gbm", "MultiTaskGBM"),
-    "MultiTaskLinear": ("polyhead.linear", "MultiTaskLinear"),
-    "Separate": ("polyhead.separate", "Separate"),
-    "SingleTarget": ("polyhead.separate", "SingleTarget"),
-    "TaskChain": ("polyhead.chain", "TaskChain"),
-    "compare": ("polyhead.comparison", "compare"),
-    "Comparison": ("polyhead.comparison", "Comparison"),
+    "MultiTaskNet": ("polyhead.models.net", "MultiTaskNet"),
+    "MultiTaskForest": ("polyhead.models.forest", "MultiTaskForest"),
+    "MultiTaskGBM": ("polyhead.models.gbm", "MultiTaskGBM"),
+    "MultiTaskLinear": ("polyhead.models.linear", "MultiTaskLinear"),
+    "Separate": ("polyhead.models.separate", "Separate"),
+    "SingleTarget": ("polyhead.models.separate", "SingleTarget"),
+    "TaskChain": ("polyhead.models.chain", "TaskChain"),
+    "compare": ("polyhead.evaluation.comparison", "compare"),
+    "Comparison": ("polyhead.evaluation.comparison", "Comparison"),
     "Task": ("polyhead.tasks", "Task"),
     "load": ("polyhead.persistence", "load"),
     "ModelFileError": ("polyhead.exceptions", "ModelFileError"),

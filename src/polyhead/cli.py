@@ -72,10 +72,10 @@ def _print_table(frame: Any, title: str, floatfmt: str = "{:.3f}") -> None:
 
 
 MODELS = {
-    "net": ("polyhead.net", "MultiTaskNet"),
-    "forest": ("polyhead.forest", "MultiTaskForest"),
-    "gbm": ("polyhead.gbm", "MultiTaskGBM"),
-    "linear": ("polyhead.linear", "MultiTaskLinear"),
+    "net": ("polyhead.models.net", "MultiTaskNet"),
+    "forest": ("polyhead.models.forest", "MultiTaskForest"),
+    "gbm": ("polyhead.models.gbm", "MultiTaskGBM"),
+    "linear": ("polyhead.models.linear", "MultiTaskLinear"),
 }
 
 
@@ -428,8 +428,8 @@ def compare(
     """Separate models vs one joint model (and other families), paired over the same folds."""
     import json
 
-    from .comparison import compare as run_compare
-    from .comparison import default_models
+    from .evaluation.comparison import compare as run_compare
+    from .evaluation.comparison import default_models
     from .io import check_output_path, read_table
 
     check_output_path(output, kind="report")
@@ -494,9 +494,9 @@ def plot_model(
     import tempfile
     from pathlib import Path
 
+    from .evaluation.plots import architecture
     from .io import check_output_path
     from .persistence import read_manifest
-    from .plots import architecture
 
     target = check_output_path(output, kind="figure")
     if target.suffix.lower() not in (".svg", ".png"):
@@ -530,7 +530,7 @@ def serve(
     allow_extra: bool = typer.Option(False, "--allow-extra", help="Ignore unknown fields instead of a 422"),
 ) -> None:
     """Serve a model over HTTP: /predict, /metadata, /health, /ready, /docs (FastAPI + uvicorn)."""
-    from .serve import ServeSettings, run
+    from .serving.app import ServeSettings, run
 
     if workers < 1 or max_rows < 1 or max_body_mb <= 0:
         raise UsageError("--workers and --max-rows must be at least 1, --max-body-mb positive")

@@ -29,7 +29,7 @@ def abalone_split() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFr
 def run_demo(random_state: int = 0, **params: Any) -> tuple[pd.DataFrame, Any]:
     """Fit the three models; return the results table and the fitted joint model."""
     from . import nn  # noqa: F401  (import torch before timing: fit seconds are training time)
-    from .net import MultiTaskNet
+    from .models.net import MultiTaskNet
 
     X_tr, X_te, y_tr, y_te = abalone_split()
     # warm-up: torch's first calls allocate and initialise; fit seconds are training time

@@ -291,15 +291,9 @@ def load(path: str | os.PathLike[str]) -> Any:
 
 def _registry() -> dict[str, Any]:
     """The estimator classes a model directory may name (nothing else is ever constructed)."""
-    from .chain import TaskChain
-    from .forest import MultiTaskForest
-    from .gbm import MultiTaskGBM
-    from .linear import MultiTaskLinear
-    from .net import MultiTaskNet
-    from .separate import Separate, SingleTarget
+    from .registry import estimators
 
-    return {c.__name__: c for c in (MultiTaskNet, MultiTaskForest, MultiTaskGBM, MultiTaskLinear,
-                                    Separate, SingleTarget, TaskChain)}
+    return estimators()
 
 
 def _restore_params(params: dict[str, Any]) -> dict[str, Any]:

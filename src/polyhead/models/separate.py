@@ -9,17 +9,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 
-from ._base import MultiTaskMixin
-from ._composite import CompositeMixin
-from ._skbase import SklearnMultiTask, Slot, stack_targets
-from .exceptions import PolyheadError
-from .tasks import TaskSpec
+from ..exceptions import PolyheadError
+from ..registry import register_estimator
+from ..tasks import TaskSpec
+from .base import MultiTaskMixin
+from .composite import CompositeMixin
+from .sklearn_base import SklearnMultiTask, Slot, stack_targets
 
 
 def is_polyhead(estimator: Any) -> bool:
     return isinstance(estimator, MultiTaskMixin)
 
 
+@register_estimator
 class SingleTarget(SklearnMultiTask):
     """One clone of a single-output scikit-learn estimator per output, under the task API.
 
@@ -82,6 +84,7 @@ def per_task_template(estimator: Any, random_state: int | None) -> Any:
     return est
 
 
+@register_estimator
 class Separate(CompositeMixin, MultiTaskMixin, BaseEstimator):
     """One independent model per task.
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from .exceptions import PolyheadError
+from ..exceptions import PolyheadError
 
 CSV_EXTS = (".csv", ".tsv", ".txt")
 COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}

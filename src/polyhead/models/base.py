@@ -18,8 +18,8 @@ from sklearn.utils import Tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
-from .exceptions import PolyheadError
-from .tasks import CLASS_KINDS, METRICS, FittedTask, Task, TaskSpec, resolve_tasks
+from ..exceptions import PolyheadError
+from ..tasks import CLASS_KINDS, METRICS, FittedTask, Task, TaskSpec, resolve_tasks
 
 _Y_FORMATS = ("frame", "series", "1d", "2d")
 
@@ -323,6 +323,6 @@ class MultiTaskMixin:
         save never leaves a half-written model. An existing directory is only replaced with
         ``overwrite=True``.
         """
-        from .persistence import save
+        from ..persistence import save
 
         save(self, path, overwrite=overwrite)

@@ -6,11 +6,13 @@ from typing import Any
 
 import numpy as np
 
-from . import _params as P
-from ._skbase import SklearnMultiTask, Slot, groups_by_kind, stack_targets
-from .tasks import TaskSpec
+from .. import _params as P
+from ..registry import register_estimator
+from ..tasks import TaskSpec
+from .sklearn_base import SklearnMultiTask, Slot, groups_by_kind, stack_targets
 
 
+@register_estimator
 class MultiTaskForest(SklearnMultiTask):
     """Random forest (or extra trees) over several tasks, with shared splits.
 

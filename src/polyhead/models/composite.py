@@ -16,7 +16,7 @@ class CompositeMixin:
         return {}
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-        from .persistence import to_parts
+        from ..persistence import to_parts
 
         subs, tensors = [], {}
         self._files: dict[str, bytes] = {}
@@ -32,7 +32,7 @@ class CompositeMixin:
 
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
-        from .persistence import from_parts
+        from ..persistence import from_parts
 
         files = files or {}
         self.estimators_ = []

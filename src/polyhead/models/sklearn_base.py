@@ -18,11 +18,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from . import _params as P
-from ._base import MultiTaskMixin
-from .exceptions import ModelFileError
-from .features import FeatureEncoder
-from .tasks import FittedTask, multilabel_values, regression_values
+from .. import _params as P
+from ..exceptions import ModelFileError
+from ..features import FeatureEncoder
+from ..tasks import FittedTask, multilabel_values, regression_values
+from .base import MultiTaskMixin
 
 # Types a skops file may construct when loaded; anything else is refused (tampered file).
 TRUSTED_TYPES = frozenset({

@@ -7,10 +7,11 @@ from typing import Any
 
 import numpy as np
 
-from . import _params as P
-from ._skbase import SklearnMultiTask, Slot, groups_by_kind, stack_targets
-from .exceptions import ModelFileError
-from .tasks import TaskSpec
+from .. import _params as P
+from ..exceptions import ModelFileError
+from ..registry import register_estimator
+from ..tasks import TaskSpec
+from .sklearn_base import SklearnMultiTask, Slot, groups_by_kind, stack_targets
 
 _MIN_ROWS_FOR_EARLY_STOPPING = 100
 
@@ -68,6 +69,7 @@ class BoosterUnit:
         return cls(library, booster, classes)
 
 
+@register_estimator
 class MultiTaskGBM(SklearnMultiTask):
     """Gradient boosting for several tasks of mixed kinds, one estimator API.
 

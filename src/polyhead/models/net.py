@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
-from . import _params as P
-from ._base import MultiTaskMixin
-from .exceptions import PolyheadError
-from .features import FeatureEncoder
-from .tasks import TaskSpec
+from .. import _params as P
+from ..exceptions import PolyheadError
+from ..features import FeatureEncoder
+from ..registry import register_estimator
+from ..tasks import TaskSpec
+from .base import MultiTaskMixin
 
 _PREDICT_CHUNK = 65536
 
@@ -51,6 +52,7 @@ def _torch_session(seed: int, threads: int | None) -> Iterator[None]:
         yield
 
 
+@register_estimator
 class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     """One neural network, several targets of mixed kinds.
 
@@ -210,8 +212,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def build_module(self, in_features: int) -> Any:
         """The trunk-and-heads network for ``in_features`` encoded inputs."""
-        from .nn import MultiTaskModule
-        from .nn.packed import PackedMultiTaskModule
+        from ..nn import MultiTaskModule
+        from ..nn.packed import PackedMultiTaskModule
 
         heads = {t.name: t.out_dim for t in self.task_states_}
         hidden = tuple(int(h) for h in self.hidden)
@@ -225,7 +227,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                self.norm).to(self.device)
 
     def build_weighting(self) -> Any:
-        from .nn import get_weighting
+        from ..nn import get_weighting
 
         weighting = get_weighting(self.weighting)
         weighting.setup([t.kind for t in self.task_states_],
@@ -245,7 +247,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                         {"params": no_decay, "weight_decay": 0.0}]
         if not self.weight_decay:  # one group: one optimiser kernel per step instead of two
             groups = [{"params": decay + no_decay, "weight_decay": 0.0}]
-        from .nn.optim import LeanAdamW
+        from ..nn.optim import LeanAdamW
 
         try:
             # One fused kernel per group (about half the per-step cost of foreach on a CPU),
@@ -401,7 +403,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """The vector of per-task losses, each masked to the labels present."""
         import torch
 
-        from .nn.losses import LOSS_FUNCTIONS
+        from ..nn.losses import LOSS_FUNCTIONS
 
         return torch.stack([
             LOSS_FUNCTIONS[(t.kind, t.task.loss or "")](outputs[t.name], *targets[t.name])
@@ -472,7 +474,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """Per task, every member's outputs ``(K, n, ...)`` (regression in target units)."""
         import torch
 
-        from .nn.losses import activate
+        from ..nn.losses import activate
 
         features = self.features_.transform(X)
         parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}

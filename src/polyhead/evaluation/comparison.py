@@ -19,19 +19,19 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
+from ..tasks import CLASS_KINDS, FittedTask
 from .plots import LOWER_IS_BETTER
-from .tasks import CLASS_KINDS, FittedTask
 
 ProgressFn = Callable[[str, int, int], None]
 
 
 def default_models(random_state: int | None = 0) -> dict[str, Any]:
     """Separate nets, joint net, joint net with uncertainty weighting, forest, gbm, linear."""
-    from .forest import MultiTaskForest
-    from .gbm import MultiTaskGBM
-    from .linear import MultiTaskLinear
-    from .net import MultiTaskNet
-    from .separate import Separate
+    from ..models.forest import MultiTaskForest
+    from ..models.gbm import MultiTaskGBM
+    from ..models.linear import MultiTaskLinear
+    from ..models.net import MultiTaskNet
+    from ..models.separate import Separate
 
     return {
         "separate nets": Separate(MultiTaskNet(), random_state=random_state),
@@ -192,7 +192,7 @@ class Comparison:
 
         html = render(self)
         if path is not None:
-            from .io import check_output_path
+            from ..io import check_output_path
 
             target = check_output_path(path, kind="report")
             import os
@@ -246,7 +246,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from .separate import Separate
+    from ..models.separate import Separate
 
     models = dict(models) if models is not None else default_models(random_state)
     if not models:
@@ -262,7 +262,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     if baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(models)}")
     if any("MultiTaskNet" in repr(m) for m in models.values()):
-        from . import nn  # noqa: F401  (import torch now, not inside the first timed fit)
+        from .. import nn  # noqa: F401  (import torch now, not inside the first timed fit)
     strata = _strata(states, yf)
     pairs = consistency_pairs(states, yf)
     rows: list[dict[str, Any]] = []

@@ -8,12 +8,13 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, clone
 
-from . import _params as P
-from ._base import MultiTaskMixin
-from ._composite import CompositeMixin
-from .exceptions import PolyheadError
+from .. import _params as P
+from ..exceptions import PolyheadError
+from ..registry import register_estimator
+from ..tasks import FittedTask, TaskSpec
+from .base import MultiTaskMixin
+from .composite import CompositeMixin
 from .separate import per_task_template
-from .tasks import FittedTask, TaskSpec
 
 
 def chain_columns(state: FittedTask, outputs: np.ndarray) -> dict[str, np.ndarray]:
@@ -36,6 +37,7 @@ def _align_classes(out: np.ndarray, fold: FittedTask, full: FittedTask) -> np.nd
     return aligned
 
 
+@register_estimator
 class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
     """Tasks fitted in order, each with the earlier tasks' predictions as extra features.
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ._version import __version__
+from .._version import __version__
 
 logger = logging.getLogger("polyhead.serve")
 ENV_MODEL_DIR = "POLYHEAD_MODEL_DIR"
@@ -77,8 +77,8 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
     from fastapi.responses import JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
 
-    from .exceptions import PolyheadError
-    from .persistence import load, read_manifest
+    from ..exceptions import PolyheadError
+    from ..persistence import load, read_manifest
 
     settings = settings or ServeSettings()
     manifest = read_manifest(model_dir)
@@ -322,12 +322,12 @@ def run(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     _require_fastapi()
     import uvicorn
 
-    from .persistence import load
+    from ..persistence import load
 
     load(model_dir)  # refuse to start, with a clear error, if the model is not valid
     settings = settings or ServeSettings()
     os.environ[ENV_MODEL_DIR] = str(Path(model_dir).resolve())
     os.environ[ENV_SETTINGS] = json.dumps(settings.__dict__)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    uvicorn.run("polyhead.serve:app_from_env", factory=True, host=host, port=port,
+    uvicorn.run("polyhead.serving.app:app_from_env", factory=True, host=host, port=port,
                 workers=workers, access_log=False, log_level=log_level)

@@ -1,0 +1,1 @@
+"""Evaluation: repeated cross-validated comparisons, the HTML report and its figures."""

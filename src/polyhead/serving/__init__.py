@@ -1,0 +1,1 @@
+"""Serving predictions over HTTP (the ``serve`` extra: FastAPI and uvicorn)."""

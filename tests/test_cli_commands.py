@@ -105,7 +105,7 @@ def test_compressed_and_other_delimiters(model, table, tmp_path, capsys):
     with pa.CompressedOutputStream(str(zst), "zstd") as out:
         out.write(frame.to_csv(index=False, sep="\t").encode())
     for source in (gz, jsonl, zst):
-        code, _, err = cli(capsys, "predict", path, source, "-o", tmp_path / "o.csv")
+        code, _, err = cli(capsys, "predict", path, source, "-o", tmp_path / "o.csv", "--force")
         assert code == 0, (source, err)
         assert len(pd.read_csv(tmp_path / "o.csv")) == len(frame)
 
@@ -259,7 +259,7 @@ def test_composite_models_work_from_the_shell(table, tmp_path, capsys):
                                TaskChain(MultiTaskLinear(), tasks={"amount": "regression", "kind": "binary"},
                                          cv=2, random_state=0)]):
         model.fit(X, y).save(tmp_path / f"m{i}")
-        for args in (["predict", tmp_path / f"m{i}", data, "-o", tmp_path / "p.csv"],
+        for args in (["predict", tmp_path / f"m{i}", data, "-o", tmp_path / "p.csv", "--force"],
                      ["evaluate", tmp_path / f"m{i}", data, "--json"],
                      ["info", tmp_path / f"m{i}", "--json"]):
             code, out, err = cli(capsys, *args)

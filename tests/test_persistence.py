@@ -8,6 +8,7 @@ from conftest import FAST, MIXED_TASKS
 
 import polyhead
 from polyhead import ModelFileError, MultiTaskNet, Task
+from polyhead.io import OutputPathError
 from polyhead.persistence import FORMAT_VERSION, MANIFEST, WEIGHTS
 
 
@@ -53,7 +54,7 @@ def test_numpy_and_series_formats_round_trip(tmp_path, mixed):
 
 def test_save_refuses_to_overwrite(saved):
     model, path, X = saved
-    with pytest.raises(FileExistsError, match="already exists"):
+    with pytest.raises(OutputPathError, match="already exists; pass overwrite=True"):
         model.save(path)
     model.save(path, overwrite=True)
     assert polyhead.load(path).predict(X).shape == model.predict(X).shape
@@ -62,7 +63,7 @@ def test_save_refuses_to_overwrite(saved):
 
 def test_save_into_missing_folder(saved, tmp_path):
     model, _, _ = saved
-    with pytest.raises(FileNotFoundError, match="does not exist"):
+    with pytest.raises(OutputPathError, match="does not exist"):
         model.save(tmp_path / "nope" / "model")
 
 

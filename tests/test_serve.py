@@ -204,3 +204,90 @@ def test_several_workers_serve_the_same_model(server, tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_huge_values_are_a_422_naming_row_and_feature(server):
+    base, *_ = server
+    for query in ("", "?proba=true"):
+        status, body = call(base, "/predict" + query,
+                            {"rows": [{"a": 1.0, "b": 0.1, "colour": "red"},
+                                      {"a": 1e300, "b": 0.1, "colour": "red"}]})
+        assert status == 422 and "rows.1.a" in body["message"], body
+
+
+def test_docs_work_offline(server):
+    """/docs loads its scripts from the service itself: no CDN, no network."""
+    import re
+
+    base, *_ = server
+    with urllib.request.urlopen(base + "/docs") as resp:
+        page = resp.read().decode()
+    sources = re.findall(r'(?:src|href)="([^"]+)"', page)
+    assert sources and not [s for s in sources if s.startswith(("http://", "https://", "//"))]
+    for source in sources:
+        with urllib.request.urlopen(base + source) as resp:
+            assert resp.status == 200 and len(resp.read()) > 100
+    with urllib.request.urlopen(base + "/openapi.json") as resp:
+        spec = json.loads(resp.read())
+    body = spec["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]
+    assert body["schema"]["$ref"] == "#/components/schemas/PredictRequest"
+    assert "Row" in spec["components"]["schemas"]
+
+
+def test_row_limit_is_checked_before_validation(tmp_path):
+    X, y = make_mixed(n=60)
+    MultiTaskNet(tasks={"amount": "regression"}, **FAST).fit(X, y[["amount"]]).save(tmp_path / "m")
+    proc, base = start_server(tmp_path / "m", "--max-rows", "1000")
+    try:
+        status, body = call(base, "/predict", {"rows": [{"oops": 1}] * 200_000})
+        assert status == 413 and "batch of 200000 rows" in body["detail"]
+        status, body = call(base, "/predict", {"columns": {"a": [1.0] * 5000}})
+        assert status == 413 and "batch of 5000 rows" in body["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_any_column_name_is_servable(tmp_path):
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"_private": rng.normal(size=60), "model_config": rng.normal(size=60),
+                      "a b": rng.choice(["x", "y"], 60), "1st": rng.normal(size=60)})
+    y = pd.DataFrame({"t": X["_private"] + X["model_config"]})
+    model = MultiTaskNet(**FAST).fit(X, y)
+    model.save(tmp_path / "m")
+    proc, base = start_server(tmp_path / "m")
+    try:
+        rows = rows_of(X.head(3))
+        status, body = call(base, "/predict", {"rows": rows})
+        assert status == 200, body
+        np.testing.assert_allclose([r["t"] for r in body["predictions"]],
+                                   model.predict(X.head(3))["t"], rtol=1e-6)
+        status, body = call(base, "/predict", {"columns": {c: X[c].head(2).tolist() for c in X}})
+        assert status == 200, body
+        del rows[1]["_private"]
+        status, body = call(base, "/predict", {"rows": rows})
+        assert status == 422 and "rows.1._private" in body["message"]
+    finally:
+        proc.terminate()
+        proc.wait(20)
+
+
+def test_sigterm_stops_within_seconds_with_a_request_in_flight(tmp_path):
+    """A client that sent its headers but not all of its body: without a shutdown timeout the
+    server waits for it forever; with one it stops within seconds."""
+    X, y = make_mixed(n=60)
+    MultiTaskNet(tasks={"amount": "regression"}, **FAST).fit(X, y[["amount"]]).save(tmp_path / "m")
+    proc, base = start_server(tmp_path / "m")
+    sock = socket.create_connection(("127.0.0.1", int(base.rsplit(":", 1)[1])))
+    sock.sendall(b"POST /predict HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json"
+                 b"\r\nContent-Length: 1000\r\n\r\n{\"rows\": [")
+    time.sleep(0.5)
+    start = time.monotonic()
+    proc.terminate()
+    try:
+        proc.wait(10)
+    finally:
+        sock.close()
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - start < 10

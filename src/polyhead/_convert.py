@@ -39,10 +39,17 @@ def as_float(column: pd.Series, subject: str, error: type[Exception]) -> np.ndar
     return values
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 def check_finite(values: np.ndarray, subject: str, index: pd.Index, error: type[Exception]) -> None:
-    """Raise ``error`` at the first infinite value (NaN is a missing value, not an error)."""
-    inf = np.isinf(values)
-    if inf.any():
-        first = int(np.flatnonzero(inf)[0])
-        raise error(f"{subject} has an infinite value ({float(values[first])}) at row "
-                    f"{row_label(index, first)!r}")
+    """Raise ``error`` at the first infinite value, or one too large for float32, which is what
+    every model computes in (NaN is a missing value, not an error)."""
+    with np.errstate(invalid="ignore"):
+        bad = np.abs(values) > FLOAT32_MAX
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        value = float(values[first])
+        what = "an infinite value" if np.isinf(value) else "a value too large for float32"
+        raise error(f"{subject} has {what} ({value:g}) at row {row_label(index, first)!r}; "
+                    f"values must be finite and below {FLOAT32_MAX:.3g} in size")

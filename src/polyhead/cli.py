@@ -6,6 +6,7 @@ that need them, so ``polyhead --help`` is instant.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from typing import Any
 
@@ -147,13 +148,71 @@ def _targets(data: Any, target: list[str], prefix: str | None, source: Any) -> l
 
 
 def _metrics_json(table: Any) -> dict[str, Any]:
+    return {str(task): {str(k): v for k, v in row.items()} for task, row in table.iterrows()}
+
+
+def _plain_json(value: Any) -> Any:
+    """JSON-ready values: numpy scalars as Python ones, NaN and infinity as null."""
     import math
 
-    out = {}
-    for task, row in table.iterrows():
-        out[str(task)] = {k: (None if isinstance(v, float) and math.isnan(v) else
-                              (v.item() if hasattr(v, "item") else v)) for k, v in row.items()}
-    return out
+    if hasattr(value, "item") and not isinstance(value, (list, dict, str)):
+        with contextlib.suppress(ValueError, AttributeError):
+            value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {str(k): _plain_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_json(v) for v in value]
+    return value
+
+
+def _print_json(value: Any) -> None:
+    """One JSON document on stdout: never a NaN literal (strict JSON parsers reject them)."""
+    import json
+
+    print(json.dumps(_plain_json(value), allow_nan=False, default=str))
+
+
+def _read(data: str, *, sep: str | None, encoding: str | None,
+          column_types: dict[str, Any] | None = None) -> Any:
+    """A whole input file as a DataFrame, its columns checked (unique names, flat values)."""
+    from .frames import check_unique_columns
+    from .io import read_table
+
+    frame = read_table(data, sep=sep, column_types=column_types, encoding=encoding)
+    check_unique_columns(frame, str(data))
+    return frame
+
+
+def _require_matplotlib(what: str) -> None:
+    """Fail before any work when the plot extra is missing."""
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise UsageError(f"{what} needs matplotlib: pip install 'polyhead[plot]'")
+
+
+def _choose_features(frame: Any, tasks: list[Any], features: list[str], drop: list[str],
+                     data: str) -> list[str]:
+    """The feature columns: --features, or every column that is neither a target nor dropped."""
+    target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
+    dropped = _split_names(drop)
+    unknown = [c for c in dropped if c not in frame.columns]
+    if unknown:
+        raise UsageError(f"--drop column {unknown[0]!r} is not in {data}")
+    named = _split_names(features)
+    for col in named:
+        if col not in frame.columns:
+            raise UsageError(f"feature column {col!r} is not in {data}")
+        if col in target_cols:
+            owner = next(t.name for t in tasks if col in t.source_columns)
+            raise UsageError(f"--features names {col!r}, the target column of task {owner!r}; "
+                             "a target cannot also be a feature")
+    chosen = [c for c in (named or frame.columns) if c not in target_cols and c not in dropped]
+    if not chosen:
+        raise UsageError("no feature columns left after removing targets and --drop")
+    return chosen
 
 
 @app.command()
@@ -171,34 +230,30 @@ def fit(
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter name=value, e.g. hidden=64,64"),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Rows held out for validation"),
     seed: int = typer.Option(0, "--seed", help="random_state"),
-    force: bool = typer.Option(False, "--force", help="Replace an existing model directory"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model directory (only a polyhead model)"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables"),
 ) -> None:
     """Fit a multi-task model on a file and save it to a directory."""
-    import json
     import time
 
-    from .io import check_output_path, read_table
+    from .frames import check_flat_values
+    from .io import check_output
     from .tasks import FittedTask, describe_tasks, resolve_tasks
 
-    check_output_path(output, force=force, kind="dir")
+    check_output(output, kind="model", force=force, inputs=[data])
     if not 0 <= valid_fraction < 1:
         raise UsageError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
     cls = _model_class(model)
     params = _parse_params(param, cls)
-    frame = read_table(data, sep=sep)
+    frame = _read(data, sep=sep, encoding=encoding)
     tasks = _targets(frame, target, target_prefix, data)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
-    dropped = set(_split_names(drop))
-    chosen = _split_names(features) or [c for c in frame.columns
-                                         if c not in target_cols and c not in dropped]
-    missing = [c for c in chosen if c not in frame.columns]
-    if missing:
-        raise UsageError(f"feature column {missing[0]!r} is not in {data}")
-    if not chosen:
-        raise UsageError("no feature columns left after removing targets and --drop")
+    chosen = _choose_features(frame, tasks, features, drop, data)
     X, y = frame[chosen], frame[target_cols]
+    check_flat_values(X, str(data))
+    check_flat_values(y, str(data))
     resolved = resolve_tasks(tasks, y)
     console = _console()
     if not json_out:
@@ -230,10 +285,9 @@ def fit(
         label, table = f"training rows ({len(X)}; no validation split)", estimator.evaluate(X, y)
     estimator.save(output, overwrite=force)
     if json_out:
-        print(json.dumps({"model_dir": str(output), "fit_seconds": seconds,
-                          "epochs": getattr(estimator, "n_iter_", None), "evaluated_on": label,
-                          "tasks": [t.to_dict() for t in resolved],
-                          "metrics": _metrics_json(table)}))
+        _print_json({"model_dir": str(output), "fit_seconds": seconds,
+                     "epochs": getattr(estimator, "n_iter_", None), "evaluated_on": label,
+                     "tasks": [t.to_dict() for t in resolved], "metrics": _metrics_json(table)})
         return
     _print_table(table, f"Metrics on the {label}")
     console.print(f"saved to {output} ({seconds:.1f} s)", markup=False)
@@ -270,24 +324,34 @@ def predict(
     proba: bool = typer.Option(False, "--proba", help="Add task:class probability columns"),
     id_column: str | None = typer.Option(None, "--id", help="Column copied to the output first"),
     batch_size: int = typer.Option(100_000, "--batch-size", help="Rows per batch (bounds memory)"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output file"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary"),
 ) -> None:
     """Predict every row of a file, streaming it in batches, in the file's row order."""
-    import json
     import time
 
-    from .io import TableWriter, check_output_path, iter_batches
+    from .frames import check_unique_columns
+    from .io import TableWriter, check_output, iter_batches
+    from .io.tables import OUTPUT_SUFFIXES
     from .persistence import load
 
-    check_output_path(output)
+    check_output(output, force=force, inputs=[data, model_dir], suffixes=OUTPUT_SUFFIXES)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     model = load(model_dir)
+    if id_column is not None:
+        outputs = [c for t in model.task_states_ for c in t.output_columns]
+        if id_column in outputs:
+            raise UsageError(f"--id {id_column!r} is also a prediction column of the model (its "
+                             "tasks write " + ", ".join(map(repr, outputs[:5])) + "); copy "
+                             "another column, or rename it")
     start = time.perf_counter()
     with TableWriter(output) as writer:
         for batch in iter_batches(data, batch_size=batch_size, sep=sep,
-                                  column_types=_column_types(model)):
+                                  column_types=_column_types(model), encoding=encoding):
+            check_unique_columns(batch, str(data))
             if id_column is not None and id_column not in batch.columns:
                 raise UsageError(f"--id column {id_column!r} is not in {data}")
             out = model.predict_frame(batch, proba=proba)
@@ -296,7 +360,7 @@ def predict(
             writer.write(out)
     seconds = time.perf_counter() - start
     if json_out:
-        print(json.dumps({"output": str(output), "rows": writer.rows, "seconds": seconds}))
+        _print_json({"output": str(output), "rows": writer.rows, "seconds": seconds})
     else:
         _console().print(f"wrote {writer.rows:,} rows to {output} ({seconds:.1f} s)", markup=False)
 
@@ -319,23 +383,21 @@ def evaluate(
     model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
     data: str = typer.Argument(..., help="Rows with features and target columns"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
     json_out: bool = typer.Option(False, "--json", help="Print metrics as JSON"),
 ) -> None:
     """Per-task metrics of a saved model on a labelled file."""
-    import json
-
-    from .io import read_table
     from .persistence import load
 
     model = load(model_dir)
-    frame = read_table(data, sep=sep, column_types=_column_types(model))
+    frame = _read(data, sep=sep, encoding=encoding, column_types=_column_types(model))
     needed = list(dict.fromkeys(c for t in model.task_states_ for c in t.task.source_columns))
     missing = [c for c in needed if c not in frame.columns]
     if missing:
         raise UsageError(f"target column {missing[0]!r} is not in {data}")
     table = model.evaluate(frame, frame[needed])
     if json_out:
-        print(json.dumps({"rows": len(frame), "metrics": _metrics_json(table)}))
+        _print_json({"rows": len(frame), "metrics": _metrics_json(table)})
     else:
         _print_table(table, f"Metrics on {data} ({len(frame)} rows)")
 
@@ -346,8 +408,6 @@ def info(
     json_out: bool = typer.Option(False, "--json", help="Print as JSON"),
 ) -> None:
     """Tasks, classes, features, architecture, training summary and versions of a model."""
-    import json
-
     from .persistence import read_manifest
 
     manifest = read_manifest(model_dir)
@@ -374,7 +434,7 @@ def info(
         "params": manifest.get("params"), "training": training,
     }
     if json_out:
-        print(json.dumps(summary, default=str))
+        _print_json(summary)
         return
     import pandas as pd
 
@@ -386,9 +446,7 @@ def info(
                           for t in summary["tasks"]]).set_index("name")
     _print_table(tasks, "Tasks")
     feats = pd.DataFrame([{"feature": c["name"], "type": c["type"],
-                           "detail": (f"mean {c['mean']:.4g}, scale {c['scale']:.4g}"
-                                      + (", missing indicator" if c.get("indicator") else ""))
-                           if c["type"] == "numeric" else _short_list(c["categories"])}
+                           "detail": _feature_detail(c)}
                           for c in summary["features"]]).set_index("feature")
     _print_table(feats, "Features")
     arch = manifest.get("architecture") or {}
@@ -401,6 +459,19 @@ def info(
         console.print(f"[bold]Training[/]: {training.get('n_iter')} epochs, best epoch "
                       f"{training.get('best_epoch')}, best validation loss "
                       f"{training.get('best_valid_loss')}", markup=True)
+
+
+def _feature_detail(col: dict[str, Any]) -> str:
+    if col["type"] == "numeric":
+        text = (f"{col.get('transform', 'standard')}: centre {col['center']:.4g}, scale "
+                f"{col['scale']:.4g}")
+        return text + (", missing indicator" if col.get("indicator") else "")
+    text = _short_list(col["categories"])
+    if col.get("other"):
+        text += f" (+ {'<other>'} for the rest)"
+    if col.get("encoding") == "code":
+        text = "embedding codes: " + text
+    return text
 
 
 def _short_list(values: list[Any], n: int = 8) -> str:
@@ -422,7 +493,9 @@ def compare(
     cv: int = typer.Option(5, "--cv", help="Folds"),
     repeats: int = typer.Option(2, "--repeats", help="Repetitions of the cross-validation"),
     seed: int = typer.Option(0, "--seed", help="Seeds the folds and the models"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing report"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
+    encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
     json_out: bool = typer.Option(False, "--json", help="Print the summary as JSON"),
 ) -> None:
     """Separate models vs one joint model (and other families), paired over the same folds."""
@@ -430,9 +503,11 @@ def compare(
 
     from .evaluation.comparison import compare as run_compare
     from .evaluation.comparison import default_models
-    from .io import check_output_path, read_table
+    from .io import check_output
 
-    check_output_path(output, kind="report")
+    # everything that could fail after the folds is checked before the first fit
+    check_output(output, force=force, inputs=[data], suffixes=(".html", ".htm"))
+    _require_matplotlib("the comparison report")
     names = [m.strip() for m in models.split(",") if m.strip()]
     unknown = [m for m in names if m not in COMPARE_MODELS]
     if unknown or not names:
@@ -440,11 +515,12 @@ def compare(
                          f"choose from {', '.join(COMPARE_MODELS)}")
     if cv < 2 or repeats < 1:
         raise UsageError("--cv must be at least 2 and --repeats at least 1")
-    frame = read_table(data, sep=sep)
+    frame = _read(data, sep=sep, encoding=encoding)
     tasks = _targets(frame, target, target_prefix, data)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
-    dropped = set(_split_names(drop))
-    X = frame[[c for c in frame.columns if c not in target_cols and c not in dropped]]
+    X = frame[_choose_features(frame, tasks, [], drop, data)]
+    if cv > len(frame):
+        raise UsageError(f"--cv {cv} needs at least {cv} rows; {data} has {len(frame)}")
     catalogue = dict(zip(COMPARE_MODELS, default_models(seed).values(), strict=True))
     chosen = {name.replace("-", " "): catalogue[name] for name in names}
     progress_fn, finish = _compare_progress(len(chosen) * cv * repeats, show=not json_out)
@@ -453,11 +529,11 @@ def compare(
                              repeats=repeats, random_state=seed, progress=progress_fn)
     finally:
         finish()
-    result.to_html(output)
+    result.to_html(output, overwrite=force)
     if json_out:
         summary = result.summary()
-        print(json.dumps({"report": str(output), "baseline": result.baseline,
-                          "summary": json.loads(summary.to_json(orient="records"))}))
+        _print_json({"report": str(output), "baseline": result.baseline,
+                     "summary": json.loads(summary.to_json(orient="records"))})
         return
     table = result._display_table("main").set_index("task")
     _print_table(table, f"{cv}-fold x {repeats} cross-validation, {len(frame):,} rows")
@@ -488,19 +564,20 @@ def _compare_progress(total: int, *, show: bool) -> tuple[Any, Any]:
 def plot_model(
     model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
     output: str = typer.Option(..., "--output", "-o", help="SVG (or PNG) file to write"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file"),
 ) -> None:
     """Draw a network model's architecture (inputs, trunk, heads) without loading torch."""
     import os
     import tempfile
     from pathlib import Path
 
-    from .evaluation.plots import architecture
-    from .io import check_output_path
+    from .io import check_output, finalize_mode
     from .persistence import read_manifest
 
-    target = check_output_path(output, kind="figure")
-    if target.suffix.lower() not in (".svg", ".png"):
-        raise UsageError(f"{output}: plot-model writes .svg or .png")
+    target = check_output(output, force=force, inputs=[model_dir], suffixes=(".svg", ".png"))
+    _require_matplotlib("plot-model")
+    from .evaluation.plots import architecture
+
     manifest = read_manifest(model_dir)
     arch = manifest.get("architecture")
     if not arch:
@@ -512,6 +589,7 @@ def plot_model(
     os.close(fd)
     try:
         fig.savefig(tmp, bbox_inches="tight")
+        finalize_mode(Path(tmp))
         os.replace(tmp, target)
     finally:
         if Path(tmp).exists():
@@ -545,8 +623,6 @@ def demo(
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),
 ) -> None:
     """The abalone experiment: separate regression and classification nets vs one joint net."""
-    import json
-
     from .demo import run_demo
 
     console = _console()
@@ -555,8 +631,8 @@ def demo(
                       "(multiclass); test_size=0.33, random_state=1; default MultiTaskNet settings")
     results, joint = run_demo(random_state=seed)
     if json_out:
-        print(json.dumps({"results": results.reset_index().to_dict(orient="records"),
-                          "architecture": str(joint.module_)}, default=float))
+        _print_json({"results": results.reset_index().to_dict(orient="records"),
+                     "architecture": str(joint.module_)})
         return
     _print_table(results, "Separate models vs one joint model (test split)")
     console.print("[bold]Joint model architecture[/]")

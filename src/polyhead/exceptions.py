@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from sklearn.exceptions import NotFittedError
 
-__all__ = ["ModelFileError", "NotFittedError", "PolyheadError", "TaskError"]
+__all__ = ["ModelFileError", "NotFittedError", "PolyheadError", "PolyheadWarning", "TaskError"]
 
 
 class PolyheadError(ValueError):
@@ -21,3 +21,8 @@ class TaskError(PolyheadError):
 
 class ModelFileError(PolyheadError):
     """A saved model directory is missing, corrupted, tampered with or from a newer format."""
+
+
+class PolyheadWarning(UserWarning):
+    """Something in the input is probably a mistake (an identifier used as a feature, say),
+    but a model can still be fitted."""

@@ -1,30 +1,49 @@
 """Features: a table in, one dense float32 matrix out, fitted once on the training frame.
 
-* Numeric columns are standardised. A numeric column that has missing values at fit time is
-  imputed with its mean (0 after standardising) and gets a 0/1 missing-indicator column; a NaN
-  arriving at predict time in a column that had none at fit is imputed the same way.
-* Categorical columns (object, string, category, bool) are one-hot encoded. One-hot followed by
-  the trunk's first ``Linear`` layer *is* an embedding of width ``hidden[0]`` summed into the
-  first layer, so at the cardinalities of tabular data it loses nothing against separate
-  embedding tables, and it keeps the input a single dense tensor (one copy, one matmul, no
-  per-column lookups). Slot 0 of every column is reserved for categories unseen at fit: it is the
-  all-zero vector, i.e. "no evidence", so an unseen category leaves the row's other features to
-  speak. A missing category seen at fit gets its own learnt slot.
-* Datetime, timedelta and complex columns are refused with a message that says what to do.
+Numeric columns (``numeric=``):
+
+* ``"standard"``: ``(x - mean) / std``;
+* ``"robust"``: centred on the median, divided by the inter-quartile range (the range when that
+  is 0), then smoothly clipped, ``z / sqrt(1 + (z / 3)^2)``, into (-3, 3) (RealMLP's transform,
+  Holzmüller et al., 2024). A reading 85 standard deviations out stays a large value instead
+  of one that swamps every other input;
+* ``"none"``: values as they are (trees need no scaling).
+
+A numeric column with missing values at fit time is imputed with its centre (0 after scaling)
+and gets a 0/1 missing-indicator column; a NaN arriving at predict time in a column that had
+none at fit is imputed the same way. Every value must be finite and fit in float32, before
+and after scaling: anything else is an error naming the column, the row and the value.
+
+Categorical columns (object, string, category, bool) are one-hot encoded. At most
+``max_categories`` categories get a slot of their own: the most frequent ones (ties broken by
+order); the rest share an ``<other>`` slot, so memory stays proportional to rows, not to rows x
+categories (an id column with 50,000 values costs ``max_categories + 1`` columns, not 50,000).
+A category unseen at fit is "other" when the column has that slot, and the all-zero vector ("no
+evidence") otherwise. A missing category seen at fit gets a slot of its own. A column with more
+than ``embed_above`` categories is given as one integer code instead (0: unseen or other, 1..K:
+categories, K+1: missing), for an embedding table inside a network. A column that looks like an
+identifier (nearly one distinct value per row) gets a warning naming it.
+
+Datetime, timedelta and complex columns are refused with a message that says what to do.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from ._convert import as_float, check_finite, plain
-from .exceptions import PolyheadError
+from ._convert import FLOAT32_MAX, as_float, check_finite, plain, row_label
+from .exceptions import PolyheadError, PolyheadWarning
+from .frames import looks_like_identifier
 
 MISSING_CATEGORY = "<missing>"
+OTHER_CATEGORY = "<other>"
+NUMERIC = ("standard", "robust", "none")
+_CLIP = 3.0
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -47,8 +66,28 @@ def _check_supported(name: str, column: pd.Series) -> None:
         raise PolyheadError(f"feature column {name!r} holds complex numbers, which are not supported")
 
 
+def _smooth_clip(z: np.ndarray) -> np.ndarray:
+    return z / np.sqrt(1.0 + (z / _CLIP) ** 2)
+
+
 class FeatureEncoder:
     """Fitted encoding of a feature table into a float32 matrix.
+
+    Parameters
+    ----------
+    numeric : {"standard", "robust", "none"}, default="standard"
+    max_categories : int, default=64
+        Categories with a one-hot slot of their own per column; rarer ones share "<other>".
+    embed_above : int or None, default=None
+        Columns with more categories than this are given as one integer code (for an
+        embedding table) instead of one-hot slots. None: always one-hot.
+
+    Attributes
+    ----------
+    columns_ : list of dict
+        Per input column, what was learnt (the manifest stores exactly this).
+    roles_ : list of str
+        Per output column: "numeric", "indicator", "onehot" or "code".
 
     Examples
     --------
@@ -60,14 +99,18 @@ class FeatureEncoder:
     [[0.0, 0.0, 0.0, 0.0]]
     """
 
-    def __init__(self, standardize: bool = True) -> None:
-        # Trees need no scaling, and skipping it keeps their splits exactly scikit-learn's.
-        self.standardize = standardize
+    def __init__(self, numeric: str = "standard", max_categories: int = 64,
+                 embed_above: int | None = None) -> None:
+        self.numeric = numeric
+        self.max_categories = max_categories
+        self.embed_above = embed_above
         self.columns_: list[dict[str, Any]] = []
         self._lookups: dict[str, dict[Any, int]] = {}
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: pd.DataFrame) -> FeatureEncoder:
+        if self.numeric not in NUMERIC:
+            raise PolyheadError(f"numeric={self.numeric!r}; expected one of {', '.join(NUMERIC)}")
         if X.shape[1] == 0:
             raise PolyheadError("X has no feature columns")
         self.columns_ = []
@@ -78,41 +121,67 @@ class FeatureEncoder:
             if is_categorical(column):
                 self.columns_.append(self._fit_categorical(name, column))
             else:
-                values = self._numeric(name, column)
-                observed = values[~np.isnan(values)]
-                mean = float(observed.mean()) if len(observed) else 0.0
-                std = float(observed.std()) if len(observed) else 0.0
-                fill = mean
-                if not self.standardize:
-                    mean, std = 0.0, 1.0
-                self.columns_.append({"fill": fill,
-                    "name": name, "type": "numeric", "mean": mean,
-                    "scale": std if std > 0 and np.isfinite(std) else 1.0,
-                    "indicator": bool(np.isnan(values).any()),
-                })
+                self.columns_.append(self._fit_numeric(name, column))
         return self
 
-    @staticmethod
-    def _fit_categorical(name: str, column: pd.Series) -> dict[str, Any]:
+    def _fit_numeric(self, name: str, column: pd.Series) -> dict[str, Any]:
+        values = self._numeric(name, column)
+        observed = values[~np.isnan(values)]
+        if looks_like_identifier(column):
+            _warn_identifier(name, column)
+        center, scale = 0.0, 1.0
+        if len(observed) and self.numeric == "standard":
+            center, scale = float(observed.mean()), float(observed.std())
+        elif len(observed) and self.numeric == "robust":
+            low, center, high = (float(v) for v in np.quantile(observed, [0.25, 0.5, 0.75]))
+            scale = (high - low) if high > low else (float(observed.max() - observed.min()) / 2)
+        if not (np.isfinite(center) and np.isfinite(scale)):
+            big = int(np.argmax(np.abs(np.nan_to_num(values))))
+            raise PolyheadError(f"feature column {name!r}: values too large to scale (e.g. "
+                                f"{float(values[big]):g} at row {row_label(column.index, big)!r})")
+        fill = float(observed.mean()) if len(observed) and self.numeric == "none" else center
+        return {"name": name, "type": "numeric", "transform": self.numeric, "center": center,
+                "scale": scale if scale > 0 else 1.0, "fill": fill,
+                "indicator": bool(np.isnan(values).any())}
+
+    def _fit_categorical(self, name: str, column: pd.Series) -> dict[str, Any]:
         observed = column.dropna()
+        counts = observed.value_counts(sort=False)
         if isinstance(column.dtype, pd.CategoricalDtype):
-            present = set(observed.unique().tolist())
-            cats = [c for c in column.dtype.categories.tolist() if c in present]
+            cats = [c for c in column.dtype.categories.tolist() if counts.get(c, 0) > 0]
         else:
-            uniques = observed.unique().tolist()
+            cats = counts.index.tolist()
             try:
-                cats = sorted(uniques)
+                cats = sorted(cats)
             except TypeError:
-                cats = sorted(uniques, key=str)
+                cats = sorted(cats, key=str)
         cats = [plain(c) for c in cats]
         for c in cats:
             if not isinstance(c, (str, int, float, bool)):
                 raise PolyheadError(f"feature column {name!r}: category {c!r} of type "
                                     f"{type(c).__name__} is not supported; convert it to text")
-        return {"name": name, "type": "categorical", "categories": cats,
-                "missing_slot": bool(column.isna().any())}
+        if looks_like_identifier(column):
+            _warn_identifier(name, column)
+        codes = self.embed_above is not None and len(cats) > self.embed_above
+        kept = cats
+        if not codes and len(cats) > self.max_categories:
+            # the most frequent categories keep a slot (stable: ties in category order)
+            freq = np.asarray([counts.get(c, counts.get(str(c), 0)) for c in cats])
+            order = np.argsort(-freq, kind="stable")[: self.max_categories]
+            kept = [cats[i] for i in sorted(order)]
+        return {"name": name, "type": "categorical", "categories": kept,
+                "other": len(kept) < len(cats), "missing_slot": bool(column.isna().any()),
+                "encoding": "code" if codes else "onehot"}
 
-    # -- transform ---------------------------------------------------------------------------
+    # -- layout ------------------------------------------------------------------------------
+    @staticmethod
+    def _width(col: Mapping[str, Any]) -> int:
+        if col["type"] == "numeric":
+            return 1 + int(col["indicator"])
+        if col.get("encoding") == "code":
+            return 1
+        return len(col["categories"]) + int(col.get("other", False)) + int(col["missing_slot"])
+
     @property
     def feature_names_out_(self) -> list[str]:
         names: list[str] = []
@@ -121,16 +190,39 @@ class FeatureEncoder:
                 names.append(str(col["name"]))
                 if col["indicator"]:
                     names.append(f"{col['name']}__missing")
+            elif col.get("encoding") == "code":
+                names.append(f"{col['name']}__code")
             else:
                 names.extend(f"{col['name']}={c}" for c in col["categories"])
+                if col.get("other"):
+                    names.append(f"{col['name']}={OTHER_CATEGORY}")
                 if col["missing_slot"]:
                     names.append(f"{col['name']}={MISSING_CATEGORY}")
         return names
 
     @property
-    def n_outputs_(self) -> int:
-        return len(self.feature_names_out_)
+    def roles_(self) -> list[str]:
+        roles: list[str] = []
+        for col in self.columns_:
+            if col["type"] == "numeric":
+                roles += ["numeric"] + ["indicator"] * int(col["indicator"])
+            elif col.get("encoding") == "code":
+                roles.append("code")
+            else:
+                roles += ["onehot"] * self._width(col)
+        return roles
 
+    @property
+    def code_cardinalities_(self) -> list[int]:
+        """Number of distinct codes of each "code" column, in output order."""
+        return [len(c["categories"]) + 2 for c in self.columns_
+                if c["type"] == "categorical" and c.get("encoding") == "code"]
+
+    @property
+    def n_outputs_(self) -> int:
+        return sum(self._width(c) for c in self.columns_)
+
+    # -- transform ---------------------------------------------------------------------------
     def transform(self, X: pd.DataFrame) -> np.ndarray:
         """Encode ``X`` (which must hold every fitted column) as float32 ``(n, n_outputs_)``."""
         missing = [c["name"] for c in self.columns_ if c["name"] not in X.columns]
@@ -146,25 +238,49 @@ class FeatureEncoder:
             if col["type"] == "numeric":
                 values = numeric[name]
                 nan = np.isnan(values)
-                if col["mean"] == 0.0 and col["scale"] == 1.0:
-                    out[:, j] = np.where(nan, col.get("fill", 0.0), values)
-                else:
-                    out[:, j] = np.where(nan, 0.0, (values - col["mean"]) / col["scale"])
+                out[:, j] = self._scale(col, values, nan, X.index)
                 j += 1
                 if col["indicator"]:
                     out[:, j] = nan
                     j += 1
+                continue
+            column = X[name]
+            codes = self._codes(col, column)
+            width = len(col["categories"])
+            if col.get("other"):
+                codes = np.where(codes < 0, width, codes)  # unseen or rare: "other"
+                width += 1
+            if col["missing_slot"]:
+                codes = np.where(column.isna().to_numpy(), width, codes)
+                width += 1
+            if col.get("encoding") == "code":
+                out[:, j] = codes + 1  # 0 stays "unseen" (codes of -1)
+                j += 1
             else:
-                column = X[name]
-                codes = self._codes(col, column)
-                width = len(col["categories"])
-                if col["missing_slot"]:
-                    codes = np.where(column.isna().to_numpy(), width, codes)
-                    width += 1
                 rows = np.flatnonzero(codes >= 0)
                 out[rows, j + codes[rows]] = 1.0
                 j += width
         return out
+
+    @staticmethod
+    def _scale(col: Mapping[str, Any], values: np.ndarray, nan: np.ndarray, index: pd.Index) -> np.ndarray:
+        transform = col.get("transform", "standard")
+        if transform == "none":
+            return np.where(nan, col["fill"], values)
+        with np.errstate(over="ignore", invalid="ignore"):
+            z = (values - col["center"]) / col["scale"]
+        if transform == "robust":
+            z = _smooth_clip(z)
+        z = np.where(nan, 0.0, z)
+        with np.errstate(invalid="ignore"):
+            bad = ~(np.abs(z) <= FLOAT32_MAX)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
+            raise PolyheadError(f"feature column {col['name']!r}: value {float(values[row]):g} at "
+                                f"row {row_label(index, row)!r} does not survive scaling "
+                                f"(scaled: {float(z[row]):g}); it is far outside the range seen "
+                                "at fit")
+        return z
 
     def _numeric_block(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """Every numeric feature as float64, converted in one block when the dtypes allow."""
@@ -175,21 +291,27 @@ class FeatureEncoder:
         if all(pd.api.types.is_numeric_dtype(dtypes[n]) and not pd.api.types.is_bool_dtype(dtypes[n])
                for n in names):
             block = X[names].to_numpy(dtype=np.float64, na_value=np.nan)
-            if np.isinf(block).any():
-                k = int(np.flatnonzero(np.isinf(block).any(axis=0))[0])
+            with np.errstate(invalid="ignore"):
+                bad = np.abs(block) > FLOAT32_MAX
+            if bad.any():
+                k = int(np.flatnonzero(bad.any(axis=0))[0])
                 check_finite(block[:, k], f"feature column {names[k]!r}", X.index, PolyheadError)
             return {n: block[:, k] for k, n in enumerate(names)}
         return {n: self._numeric(n, X[n]) for n in names}
 
     def _codes(self, col: dict[str, Any], column: pd.Series) -> np.ndarray:
-        """Position of each value among the fitted categories (-1: unseen or missing)."""
+        """Position of each value among the kept categories (-1: unseen, rare or missing)."""
         cats = col["categories"]
         values = column.to_numpy(dtype=object)
         if len(values) <= 1024:  # a dict beats building pandas indexes for a few rows
             lookup = self._lookups.get(col["name"])
             if lookup is None:
                 lookup = self._lookups[col["name"]] = {c: i for i, c in enumerate(cats)}
-            return np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64, count=len(values))
+            try:
+                return np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64,
+                                   count=len(values))
+            except TypeError:  # an unhashable value: the slow path names it
+                pass
         return pd.Index(cats, dtype=object).get_indexer(pd.Index(values.tolist(), dtype=object))
 
     @staticmethod
@@ -199,20 +321,79 @@ class FeatureEncoder:
 
     # -- persistence -------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"columns": self.columns_, "standardize": self.standardize}
+        return {"columns": self.columns_, "numeric": self.numeric,
+                "max_categories": self.max_categories, "embed_above": self.embed_above}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> FeatureEncoder:
-        enc = cls(standardize=bool(data.get("standardize", True)))
-        columns = data["columns"]
-        if not isinstance(columns, Sequence):
+        """Rebuild an encoder from :meth:`to_dict`, checking every entry (a model file may have
+        been edited): a bad entry is a PolyheadError naming it."""
+        if not isinstance(data, Mapping):
+            raise PolyheadError("feature encoder state must be an object")
+        numeric = data.get("numeric", "standard" if data.get("standardize", True) else "none")
+        max_categories = data.get("max_categories", 64)
+        embed_above = data.get("embed_above")
+        if numeric not in NUMERIC or not _is_count(max_categories) or not (
+                embed_above is None or _is_count(embed_above)):
+            raise PolyheadError("feature encoder state has invalid settings")
+        enc = cls(numeric=numeric, max_categories=int(max_categories),
+                  embed_above=None if embed_above is None else int(embed_above))
+        columns = data.get("columns")
+        if not isinstance(columns, Sequence) or isinstance(columns, (str, bytes)):
             raise PolyheadError("feature encoder state must hold a list of columns")
-        for col in columns:
-            kind = col.get("type") if isinstance(col, Mapping) else None
-            required = {"numeric": ("name", "mean", "scale", "indicator"),
-                        "categorical": ("name", "categories", "missing_slot")}.get(str(kind))
-            if required is None or any(k not in col for k in required):
-                raise PolyheadError(f"feature encoder state has an invalid column entry: {col!r}")
-        enc.columns_ = [dict(c) for c in columns]
+        legacy = None if data.get("numeric") else numeric
+        enc.columns_ = [_checked_column(col, legacy) for col in columns]
+        names = [c["name"] for c in enc.columns_]
+        if len(set(names)) != len(names):
+            raise PolyheadError("feature encoder state names a column twice")
         enc._lookups = {}
         return enc
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
+
+
+def _finite(value: Any) -> bool:
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and bool(np.isfinite(value)) and abs(value) <= FLOAT32_MAX)
+
+
+def _checked_column(col: Any, legacy: str | None) -> dict[str, Any]:
+    def bad() -> PolyheadError:
+        shown = repr(col)
+        return PolyheadError("feature encoder state has an invalid column entry: "
+                             + (shown if len(shown) < 200 else shown[:197] + "..."))
+
+    if not isinstance(col, Mapping) or not isinstance(col.get("name"), str):
+        raise bad()
+    col = dict(col)
+    if col.get("type") == "numeric":
+        if legacy is not None:  # format 1: "mean" was the centre; the encoder's one transform
+            col.setdefault("center", col.get("mean"))
+            col.setdefault("fill", col.get("mean"))
+            col.setdefault("transform", legacy)
+        if col.get("transform") not in NUMERIC or not all(
+                _finite(col.get(k)) for k in ("center", "scale", "fill")) or not col["scale"] > 0:
+            raise bad()
+        if not isinstance(col.get("indicator"), bool):
+            raise bad()
+        return col
+    if col.get("type") == "categorical":
+        cats = col.get("categories")
+        if not isinstance(cats, list) or not all(
+                isinstance(c, (str, int, float, bool)) for c in cats):
+            raise bad()
+        col.setdefault("other", False)
+        col.setdefault("encoding", "onehot")
+        if not isinstance(col.get("missing_slot"), bool) or not isinstance(col["other"], bool) \
+                or col["encoding"] not in ("onehot", "code"):
+            raise bad()
+        return col
+    raise bad()
+
+
+def _warn_identifier(name: str, column: pd.Series) -> None:
+    warnings.warn(f"feature column {name!r} looks like an identifier ({column.nunique():,} "
+                  f"distinct values in {len(column):,} rows): it cannot generalise to new rows; "
+                  "drop it (CLI: --drop " + str(name) + ")", PolyheadWarning, stacklevel=4)

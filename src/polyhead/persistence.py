@@ -178,15 +178,16 @@ def from_parts(manifest: dict[str, Any], tensors: dict[str, np.ndarray],
 
 
 def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Write ``estimator`` to the directory ``path`` atomically (see module docstring)."""
-    target = Path(path)
-    if target.exists() and not overwrite:
-        raise FileExistsError(f"{target} already exists; pass overwrite=True to replace it")
-    if target.exists() and not target.is_dir():
-        raise FileExistsError(f"{target} exists and is not a directory")
+    """Write ``estimator`` to the directory ``path`` atomically (see module docstring).
+
+    An existing directory is replaced only with ``overwrite=True``, and only when it is a
+    polyhead model directory holding nothing but the files its manifest lists: anything else
+    (a folder of your own, a file) is refused with a one-line :class:`OutputPathError`.
+    """
+    from .io.paths import check_output, finalize_mode
+
+    target = check_output(path, kind="model", force=overwrite, option="overwrite=True")
     parent = target.parent if str(target.parent) else Path(".")
-    if not parent.is_dir():
-        raise FileNotFoundError(f"cannot save to {target}: folder {parent} does not exist")
     parts, tensors, files = to_parts(estimator)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=parent))
     try:
@@ -206,10 +207,13 @@ def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = Fals
             **parts,
         }
         with open(tmp / MANIFEST, "w", encoding="utf-8") as fh:
-            json.dump(manifest, fh, indent=1, default=_json_default, allow_nan=True)
-        if target.exists():
-            backup = target.with_name(f".{target.name}.old")
-            shutil.rmtree(backup, ignore_errors=True)
+            json.dump(_json_safe(manifest), fh, indent=1, default=_json_default, allow_nan=False)
+        finalize_mode(tmp)
+        if os.path.lexists(target):
+            # checked again just before replacing: the directory may have changed meanwhile
+            check_output(target, kind="model", force=overwrite, option="overwrite=True")
+            backup = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
+            os.rmdir(backup)
             os.replace(target, backup)
             os.replace(tmp, target)
             shutil.rmtree(backup, ignore_errors=True)
@@ -219,6 +223,18 @@ def save(estimator: Any, path: str | os.PathLike[str], *, overwrite: bool = Fals
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _json_safe(value: Any) -> Any:
+    """Non-finite floats (a NaN metric in the history) as null: a manifest is strict JSON
+    that any reader can parse (``json.dump(allow_nan=False)`` checks it)."""
+    if isinstance(value, (float, np.floating)) and not np.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return value
 
 
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:

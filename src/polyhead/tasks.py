@@ -178,6 +178,9 @@ def resolve_tasks(tasks: TaskSpec, y: pd.DataFrame) -> list[Task]:
                             f"expected one of {', '.join(KINDS)}")
         if task.columns is not None and task.kind not in (None, "multilabel"):
             raise TaskError(f"task {task.name!r}: several columns are only for multilabel tasks")
+        if task.columns is not None and len(task.columns) == 0:
+            raise TaskError(f"task {task.name!r}: a multilabel task needs at least one label "
+                            "column; columns=[] names none")
         missing = [c for c in task.source_columns if c not in y.columns]
         if missing:
             shown = ", ".join(repr(c) for c in list(y.columns)[:20])
@@ -195,6 +198,9 @@ def resolve_tasks(tasks: TaskSpec, y: pd.DataFrame) -> list[Task]:
                              weight=float(task.weight), loss=task.loss or LOSSES[kind][0]))
     if not resolved:
         raise TaskError("no tasks: y has no columns")
+    if all(t.weight == 0 for t in resolved):
+        raise TaskError("every task has weight 0, so there is nothing to train; give at least "
+                        "one task a positive weight")
     return resolved
 
 

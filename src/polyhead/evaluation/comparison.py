@@ -186,22 +186,37 @@ class Comparison:
                          f"vs {self.baseline} (95% CI)": diff})
         return pd.DataFrame(rows)
 
-    def to_html(self, path: str | None = None) -> str:
-        """A self-contained HTML report (figures embedded); written to ``path`` if given."""
+    def to_html(self, path: str | None = None, *, overwrite: bool = False) -> str:
+        """A self-contained HTML report (figures embedded); written to ``path`` if given.
+
+        An existing file is replaced only with ``overwrite=True`` (never a directory); the file
+        is written under a temporary name and renamed into place.
+        """
+        target = None
+        if path is not None:  # checked before the figures are drawn
+            from ..io import check_output
+
+            target = check_output(path, force=overwrite, option="overwrite=True",
+                                  suffixes=(".html", ".htm"))
         from .report import render
 
         html = render(self)
-        if path is not None:
-            from ..io import check_output_path
-
-            target = check_output_path(path, kind="report")
+        if target is not None:
             import os
             import tempfile
+            from pathlib import Path
+
+            from ..io import finalize_mode
 
             fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(html)
-            os.replace(tmp, target)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(html)
+                finalize_mode(Path(tmp))
+                os.replace(tmp, target)
+            finally:
+                if os.path.exists(tmp):
+                    os.unlink(tmp)
         return html
 
 
@@ -255,6 +270,8 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
         raise ValueError(f"cv must be >= 2 and repeats >= 1, got cv={cv}, repeats={repeats}")
     helper = Separate(tasks=tasks)
     Xf, yf = helper._prepare_fit(X, y)
+    if cv > len(Xf):
+        raise ValueError(f"cv={cv} folds need at least {cv} rows, got {len(Xf)}")
     states = helper.task_states_
     resolved = [t.task for t in states]
     if baseline is None:

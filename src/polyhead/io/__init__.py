@@ -1,8 +1,8 @@
 """Reading and writing tables (CSV, Parquet, JSON Lines) and checking output paths."""
 
+from .paths import OutputPathError, check_output, finalize_mode
 from .tables import (
     TableWriter,
-    check_output_path,
     detect_format,
     detect_output_format,
     iter_batches,
@@ -10,5 +10,14 @@ from .tables import (
     write_table,
 )
 
-__all__ = ["TableWriter", "check_output_path", "detect_format", "detect_output_format",
-           "iter_batches", "read_table", "write_table"]
+__all__ = [
+    "OutputPathError",
+    "TableWriter",
+    "check_output",
+    "detect_format",
+    "detect_output_format",
+    "finalize_mode",
+    "iter_batches",
+    "read_table",
+    "write_table",
+]

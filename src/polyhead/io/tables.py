@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import PolyheadError
+from .paths import finalize_mode
 
 CSV_EXTS = (".csv", ".tsv", ".txt")
 COMPRESSION = {".gz": "gzip", ".zst": "zstd", ".zstd": "zstd", ".bz2": "bz2"}
@@ -78,18 +79,54 @@ def sniff_delimiter(path: Path, compression: str | None) -> str:
 
 
 def _csv_options(path: Path, compression: str | None, sep: str | None,
-                 column_types: dict[str, Any] | None, block_size: int | None = None) -> tuple[Any, Any, Any]:
+                 column_types: dict[str, Any] | None, block_size: int | None = None,
+                 encoding: str | None = None) -> tuple[Any, Any, Any]:
     from pyarrow import csv as pacsv
 
     delimiter = sep if sep else sniff_delimiter(path, compression)
-    read = pacsv.ReadOptions(block_size=block_size) if block_size else pacsv.ReadOptions()
+    read = pacsv.ReadOptions(encoding=_encoding(encoding))
+    if block_size:
+        read.block_size = block_size
     parse = pacsv.ParseOptions(delimiter=delimiter)
     convert = pacsv.ConvertOptions(column_types=column_types or {}, strings_can_be_null=True)
     return read, parse, convert
 
 
+def _encoding(encoding: str | None) -> str:
+    import codecs
+
+    if encoding is None:
+        return "utf8"
+    try:
+        return codecs.lookup(encoding).name
+    except LookupError:
+        raise PolyheadError(f"unknown --encoding {encoding!r}; e.g. utf-8, latin-1, cp1252") from None
+
+
+def _check_text(table: Any, path: Path, first_row: int = 0) -> None:
+    """A CSV column that pyarrow could only read as bytes holds text that is not UTF-8: name the
+    column, the line and the byte, and say how to read it."""
+    import pyarrow as pa
+
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        if not (pa.types.is_binary(column.type) or pa.types.is_large_binary(column.type)):
+            continue
+        for i, value in enumerate(column.to_pylist()):
+            if value is None:
+                continue
+            try:
+                value.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                row = first_row + i
+                raise PolyheadError(
+                    f"{path}: column {name!r}, line {row + 2} (data row {row}) is not UTF-8: byte "
+                    f"0x{value[exc.start]:02x} in {value!r}; give the file's encoding, e.g. "
+                    "--encoding latin-1 (or cp1252)") from None
+
+
 def read_table(path: str | os.PathLike[str], *, sep: str | None = None,
-               column_types: dict[str, Any] | None = None) -> pd.DataFrame:
+               column_types: dict[str, Any] | None = None,
+               encoding: str | None = None) -> pd.DataFrame:
     """Read a whole CSV, Parquet or JSON Lines file into a DataFrame."""
     import pyarrow as pa
 
@@ -109,10 +146,12 @@ def read_table(path: str | os.PathLike[str], *, sep: str | None = None,
         else:
             from pyarrow import csv as pacsv
 
-            read, parse, convert = _csv_options(p, compression, sep, column_types)
+            read, parse, convert = _csv_options(p, compression, sep, column_types,
+                                                encoding=encoding)
             with _open_input(p, compression) as stream:
                 table = pacsv.read_csv(stream, read_options=read, parse_options=parse,
                                        convert_options=convert)
+            _check_text(table, p)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
         raise PolyheadError(f"{p}: cannot read as {fmt}: {_short(exc)}") from None
     if table.num_rows == 0:
@@ -122,7 +161,8 @@ def read_table(path: str | os.PathLike[str], *, sep: str | None = None,
 
 def iter_batches(path: str | os.PathLike[str], *, batch_size: int = 100_000,
                  sep: str | None = None, columns: Sequence[str] | None = None,
-                 column_types: dict[str, Any] | None = None) -> Iterator[pd.DataFrame]:
+                 column_types: dict[str, Any] | None = None,
+                 encoding: str | None = None) -> Iterator[pd.DataFrame]:
     """Yield the file as DataFrames of at most ``batch_size`` rows, with bounded memory.
 
     The index of each batch continues from the previous one, so row numbers in error messages
@@ -145,7 +185,7 @@ def iter_batches(path: str | os.PathLike[str], *, batch_size: int = 100_000,
             from pyarrow import csv as pacsv
 
             read, parse, convert = _csv_options(p, compression, sep, column_types,
-                                                block_size=1 << 22)
+                                                block_size=1 << 22, encoding=encoding)
             if columns:
                 convert.include_columns = list(columns)
             stream = _open_input(p, compression)
@@ -163,14 +203,18 @@ def iter_batches(path: str | os.PathLike[str], *, batch_size: int = 100_000,
         try:
             for batch in batches:
                 for start in range(0, batch.num_rows, batch_size):
-                    piece = batch.slice(start, batch_size)
-                    frame = _to_pandas(pa.Table.from_batches([piece]))
+                    piece = pa.Table.from_batches([batch.slice(start, batch_size)])
+                    if fmt == "csv":
+                        _check_text(piece, p, first_row=offset)
+                    frame = _to_pandas(piece)
                     frame.index = pd.RangeIndex(offset, offset + len(frame))
                     offset += len(frame)
                     yield frame
         finally:
             if stream is not None:
                 stream.close()
+    except PolyheadError:
+        raise
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError, ValueError) as exc:
         raise PolyheadError(f"{p}: cannot read as {fmt} (near row {offset}): {_short(exc)}") from None
     if offset == 0:
@@ -186,20 +230,7 @@ def _short(exc: BaseException) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
 
 
-def check_output_path(path: str | os.PathLike[str], *, force: bool = True,
-                      kind: str = "file") -> Path:
-    """Fail early (before any work) if ``path`` cannot be written."""
-    p = Path(path)
-    parent = p.parent if str(p.parent) else Path(".")
-    if not parent.is_dir():
-        raise PolyheadError(f"cannot write {p}: folder {parent} does not exist")
-    if p.exists() and not force:
-        raise PolyheadError(f"{p} already exists; pass --force to replace it")
-    if p.exists() and kind == "file" and p.is_dir():
-        raise PolyheadError(f"cannot write {p}: it is a directory")
-    if kind == "file":
-        detect_output_format(p)
-    return p
+OUTPUT_SUFFIXES = (".csv", *PARQUET_EXTS)
 
 
 def detect_output_format(path: Path) -> str:
@@ -257,6 +288,7 @@ class TableWriter:
             if self._writer is not None:
                 self._writer.close()
             if exc_type is None:
+                finalize_mode(self._tmp)
                 os.replace(self._tmp, self.path)
         finally:
             if self._tmp.exists():

@@ -19,6 +19,7 @@ from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
 from ..exceptions import PolyheadError
+from ..frames import check_flat_values, check_unique_columns
 from ..tasks import CLASS_KINDS, METRICS, FittedTask, Task, TaskSpec, resolve_tasks
 
 _Y_FORMATS = ("frame", "series", "1d", "2d")
@@ -65,6 +66,7 @@ class MultiTaskMixin:
             raise PolyheadError(f"{name}: X must be 2-dimensional (a DataFrame or 2-D array), "
                                 "got a Series; use X.to_frame()")
         if isinstance(X, pd.DataFrame):
+            check_unique_columns(X, "X")
             frame = X
             from_frame = True
         else:
@@ -84,6 +86,7 @@ class MultiTaskMixin:
             raise PolyheadError(f"{name}: found array with 0 sample(s) (shape={frame.shape}) "
                                 "while a minimum of 1 is required")
         if fit:
+            check_flat_values(frame, "X")
             self.n_features_in_ = frame.shape[1]
             if from_frame and all(isinstance(c, str) for c in frame.columns):
                 self.feature_names_in_ = np.asarray(frame.columns, dtype=object)
@@ -99,6 +102,7 @@ class MultiTaskMixin:
             if missing:
                 raise PolyheadError(f"{name}: X is missing feature column {missing[0]!r} seen at "
                                     f"fit ({len(missing)} missing: {', '.join(map(repr, missing[:5]))})")
+            check_flat_values(frame[columns], "X")
             # no copy: the encoders read the fitted columns by name and ignore any others
             return frame
         if frame.shape[1] != self.n_features_in_:
@@ -106,6 +110,7 @@ class MultiTaskMixin:
                                 f"expecting {self.n_features_in_} features as input")
         frame = frame.copy(deep=False)
         frame.columns = columns
+        check_flat_values(frame, "X")
         return frame
 
     def _check_y(self, y: Any, n_rows: int) -> pd.DataFrame:
@@ -116,6 +121,7 @@ class MultiTaskMixin:
         if _is_sparse(y):
             raise TypeError(f"{name} does not accept a sparse y; pass a dense array or DataFrame")
         if isinstance(y, pd.DataFrame):
+            check_unique_columns(y, "y")
             frame, fmt = y, "frame"
         elif isinstance(y, pd.Series):
             frame, fmt = y.to_frame(name=y.name if y.name is not None else "y"), "series"
@@ -134,6 +140,7 @@ class MultiTaskMixin:
                                 "they must describe the same rows")
         frame = frame.copy(deep=False)
         frame.columns = [str(c) for c in frame.columns]
+        check_flat_values(frame, "y")
         if fmt == "2d":
             frame = self._name_array_columns(frame)
         self._y_format = fmt
@@ -157,7 +164,9 @@ class MultiTaskMixin:
         """Check X and y, resolve the tasks and learn their classes/scales."""
         Xf = self._check_X(X, fit=True)
         yf = self._check_y(y, len(Xf))
-        self.task_states_ = [FittedTask.fit(t, yf) for t in resolve_tasks(self.tasks, yf)]
+        tasks = resolve_tasks(self.tasks, yf)
+        check_no_leak(Xf, yf, tasks)
+        self.task_states_ = [FittedTask.fit(t, yf) for t in tasks]
         return Xf, yf
 
     # -- fitted attributes ---------------------------------------------------------------------
@@ -196,7 +205,9 @@ class MultiTaskMixin:
         check_is_fitted(self, "task_states_")
         Xf = self._check_X(X, fit=False)
         index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(Xf))
-        return self._predict_outputs(Xf), index
+        outputs = self._predict_outputs(Xf)
+        check_outputs(outputs, index)
+        return outputs, index
 
     def predict_frame(self, X: Any, *, proba: bool = False) -> pd.DataFrame:
         """Predictions as a DataFrame whatever ``y`` was: one column per task (label columns for
@@ -326,3 +337,28 @@ class MultiTaskMixin:
         from ..persistence import save
 
         save(self, path, overwrite=overwrite)
+
+
+def check_outputs(outputs: Mapping[str, np.ndarray], index: pd.Index) -> None:
+    """A model's outputs must be finite: a NaN never becomes a class label or a prediction."""
+    for name, values in outputs.items():
+        array = np.asarray(values, dtype=float)
+        bad = ~np.isfinite(array)
+        if bad.any():
+            row = int(np.flatnonzero(bad.reshape(len(array), -1).any(axis=1))[0])
+            raise PolyheadError(f"task {name!r}: the model's output for row {index[row]!r} is not "
+                                "finite; its features are probably far outside the range seen "
+                                "at fit")
+
+
+def check_no_leak(X: pd.DataFrame, y: pd.DataFrame, tasks: list[Task]) -> None:
+    """A target column must not also be a feature (validation scores would be perfect and
+    the model useless): refused when X has a column of the same name and the same values."""
+    for task in tasks:
+        for col in task.source_columns:
+            if col in X.columns and col in y.columns:
+                a, b = X[col], y[col]
+                if len(a) and a.reset_index(drop=True).equals(b.reset_index(drop=True)):
+                    raise PolyheadError(f"feature column {col!r} is the target of task "
+                                        f"{task.name!r}; a target cannot also be a feature "
+                                        f"(drop it from X)")

@@ -36,6 +36,8 @@ class MultiTaskForest(SklearnMultiTask):
         (``max_features`` default: "sqrt" for classifiers, 1.0 for regressors, as there).
     random_state : int or None
     n_jobs : int or None
+    max_categories : int, default=64
+        One-hot slots per categorical column; rarer categories share an "other" slot.
 
     Examples
     --------
@@ -59,7 +61,8 @@ class MultiTaskForest(SklearnMultiTask):
     def __init__(self, tasks: TaskSpec = None, *, kind: str = "random_forest",
                  n_estimators: int = 100, max_depth: int | None = None,
                  min_samples_leaf: int | float = 1, max_features: Any = "auto",
-                 random_state: int | None = None, n_jobs: int | None = None) -> None:
+                 random_state: int | None = None, n_jobs: int | None = None,
+                 max_categories: int = 64) -> None:
         self.tasks = tasks
         self.kind = kind
         self.n_estimators = n_estimators
@@ -68,6 +71,7 @@ class MultiTaskForest(SklearnMultiTask):
         self.max_features = max_features
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.max_categories = max_categories
 
     def _forest(self, regression: bool) -> Any:
         from sklearn import ensemble

@@ -94,6 +94,8 @@ class MultiTaskGBM(SklearnMultiTask):
     n_iter_no_change : int, default=20
     random_state : int or None
     n_jobs : int or None (LightGBM and XGBoost threads)
+    max_categories : int, default=64
+        One-hot slots per categorical column; rarer categories share an "other" slot.
     """
 
     _standardize_features = False
@@ -112,7 +114,8 @@ class MultiTaskGBM(SklearnMultiTask):
                  learning_rate: float = 0.05, max_leaf_nodes: int = 31,
                  max_depth: int | None = None, early_stopping: bool = True,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 20,
-                 random_state: int | None = None, n_jobs: int | None = None) -> None:
+                 random_state: int | None = None, n_jobs: int | None = None,
+                 max_categories: int = 64) -> None:
         self.tasks = tasks
         self.backend = backend
         self.n_estimators = n_estimators
@@ -124,6 +127,7 @@ class MultiTaskGBM(SklearnMultiTask):
         self.n_iter_no_change = n_iter_no_change
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.max_categories = max_categories
 
     def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
         if self.backend == "xgboost":

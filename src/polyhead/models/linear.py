@@ -35,6 +35,8 @@ class MultiTaskLinear(SklearnMultiTask):
     max_iter : int, default=2000
     random_state : int or None
     n_jobs : int or None (unused; for a uniform API)
+    max_categories : int, default=64
+        One-hot slots per categorical column; rarer categories share an "other" slot.
     """
 
     _parameter_constraints: dict[str, list[Any]] = {
@@ -46,7 +48,7 @@ class MultiTaskLinear(SklearnMultiTask):
 
     def __init__(self, tasks: TaskSpec = None, *, alpha: float = 0.01, l1_ratio: float = 0.5,
                  C: float = 1.0, max_iter: int = 2000, random_state: int | None = None,
-                 n_jobs: int | None = None) -> None:
+                 n_jobs: int | None = None, max_categories: int = 64) -> None:
         self.tasks = tasks
         self.alpha = alpha
         self.l1_ratio = l1_ratio
@@ -54,6 +56,7 @@ class MultiTaskLinear(SklearnMultiTask):
         self.max_iter = max_iter
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.max_categories = max_categories
 
     def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
         import warnings

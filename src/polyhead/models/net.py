@@ -52,6 +52,23 @@ def _torch_session(seed: int, threads: int | None) -> Iterator[None]:
         yield
 
 
+def check_device(device: str) -> None:
+    """A one-line error for a device this machine does not have (before any work)."""
+    import torch
+
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError) as exc:
+        raise PolyheadError(f"device={device!r} is not a torch device: {exc}") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise PolyheadError(f"device={device!r}, but CUDA is not available here (torch "
+                            f"{torch.__version__}, no CUDA GPU or a CPU-only build); use "
+                            "device='cpu'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise PolyheadError(f"device={device!r}, but Apple's MPS is not available here; use "
+                            "device='cpu'")
+
+
 @register_estimator
 class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     """One neural network, several targets of mixed kinds.
@@ -113,6 +130,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     device : str, default="cpu"
     verbose : int, default=0
         1 prints a line per epoch with per-task validation losses.
+    max_categories : int, default=64
+        One-hot slots per categorical column: the most frequent categories get their own, the
+        rest share an "other" slot (see :mod:`polyhead.features`).
 
     Attributes
     ----------
@@ -160,6 +180,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "compile": [P.BOOL],
         "device": [P.is_instance(str)],
         "verbose": [P.BOOL, P.Interval(int, 0, None)],
+        "max_categories": [P.Interval(int, 1, None)],
     }
 
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (64, 64),
@@ -169,7 +190,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                  early_stopping: bool = True, patience: int = 20,
                  validation_fraction: float = 0.1, n_ensemble: int = 1, weighting: Any = "equal",
                  random_state: int | None = None, n_threads: int | None = None,
-                 compile: bool = False, device: str = "cpu", verbose: int = 0) -> None:
+                 compile: bool = False, device: str = "cpu", verbose: int = 0,
+                 max_categories: int = 64) -> None:
         self.tasks = tasks
         self.hidden = hidden
         self.activation = activation
@@ -190,13 +212,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.compile = compile
         self.device = device
         self.verbose = verbose
+        self.max_categories = max_categories
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any) -> MultiTaskNet:
         """Fit the network on features ``X`` and targets ``y`` (one column per task)."""
         P.validate_params(self, self._parameter_constraints)
+        check_device(self.device)
         Xf, yf = self._prepare_fit(X, y)
-        self.features_ = FeatureEncoder().fit(Xf)
+        self.features_ = FeatureEncoder(max_categories=self.max_categories).fit(Xf)
         features = self.features_.transform(Xf)
         targets = {t.name: t.encode(yf) for t in self.task_states_}
         seed = self.random_state

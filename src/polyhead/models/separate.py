@@ -41,11 +41,13 @@ class SingleTarget(SklearnMultiTask):
     _parameter_constraints: dict[str, list[Any]] = {}
 
     def __init__(self, estimator: Any = None, tasks: TaskSpec = None, *,
-                 random_state: int | None = None, n_jobs: int | None = None) -> None:
+                 random_state: int | None = None, n_jobs: int | None = None,
+                 max_categories: int = 64) -> None:
         self.estimator = estimator
         self.tasks = tasks
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.max_categories = max_categories
 
     def _for_kind(self, kind: str, task: str) -> Any:
         est = self.estimator

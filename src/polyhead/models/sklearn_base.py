@@ -112,13 +112,16 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     """
 
     _standardize_features = True
-    _common: dict[str, list[Any]] = {"random_state": [P.SEED], "n_jobs": [P.NONE, P.Interval(int, -1, None)]}
+    _common: dict[str, list[Any]] = {"random_state": [P.SEED], "n_jobs": [P.NONE, P.Interval(int, -1, None)],
+                                     "max_categories": [P.Interval(int, 1, None)]}
+    max_categories: int
 
     def fit(self, X: Any, y: Any) -> Any:
         """Fit on features ``X`` and targets ``y`` (one column per task)."""
         P.validate_params(self, {**self._common, **self._parameter_constraints})
         Xf, yf = self._prepare_fit(X, y)
-        self.features_ = FeatureEncoder(standardize=self._standardize_features).fit(Xf)
+        self.features_ = FeatureEncoder(numeric="standard" if self._standardize_features else "none",
+                                        max_categories=self.max_categories).fit(Xf)
         F = self.features_.transform(Xf)
         slots = make_slots(self.task_states_, yf)
         self.slots_ = [(s.key, s.task, s.kind, s.label, s.n_classes) for s in slots]

@@ -25,6 +25,7 @@ from .._version import __version__
 logger = logging.getLogger("polyhead.serve")
 ENV_MODEL_DIR = "POLYHEAD_MODEL_DIR"
 ENV_SETTINGS = "POLYHEAD_SERVE_SETTINGS"
+GRACEFUL_SHUTDOWN_S = 3
 
 
 @dataclass(frozen=True)
@@ -44,9 +45,10 @@ class ServeSettings:
 def _require_fastapi() -> None:
     try:
         import fastapi  # noqa: F401
+        import fastapi_offline  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError("polyhead serve needs FastAPI and uvicorn: "
+        raise ImportError("polyhead serve needs FastAPI, fastapi-offline and uvicorn: "
                           "pip install 'polyhead[serve]'") from exc
 
 
@@ -72,10 +74,19 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
     _require_fastapi()
     import numpy as np
     import pandas as pd
-    from fastapi import FastAPI, Query, Request
-    from fastapi.exceptions import RequestValidationError
+    from fastapi import Query, Request
+    from fastapi.openapi.utils import get_openapi
     from fastapi.responses import JSONResponse
-    from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+    from fastapi_offline import FastAPIOffline
+    from pydantic import (
+        BaseModel,
+        ConfigDict,
+        Field,
+        ValidationError,
+        create_model,
+        model_validator,
+    )
+    from starlette.concurrency import run_in_threadpool
 
     from ..exceptions import PolyheadError
     from ..persistence import load, read_manifest
@@ -86,12 +97,18 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
     names = list(model._feature_columns)
     types = _feature_types(model)
     extra: Literal["ignore", "forbid"] = "ignore" if settings.allow_extra else "forbid"
+    # Fields get safe Python names (f0, f1, ...) and the column's name as their alias, so any
+    # column name is servable: "_private", "model_config", "a b", "1st".
+    fields = {f"f{i}": n for i, n in enumerate(names)}
+    config = ConfigDict(extra=extra, populate_by_name=False, protected_namespaces=())
     Row = create_model(  # type: ignore[call-overload]
-        "Row", __config__=ConfigDict(extra=extra),
-        **{n: (types[n], Field(..., description=f"feature {n!r}")) for n in names})
+        "Row", __config__=config,
+        **{f: (types[n], Field(..., alias=n, description=f"feature {n!r}"))
+           for f, n in fields.items()})
     Columns = create_model(  # type: ignore[call-overload]
-        "Columns", __config__=ConfigDict(extra=extra),
-        **{n: (list.__class_getitem__(types[n]), Field(..., description=f"values of feature {n!r}")) for n in names})
+        "Columns", __config__=config,
+        **{f: (list.__class_getitem__(types[n]), Field(..., alias=n, description=f"values of feature {n!r}"))
+           for f, n in fields.items()})
 
     class PredictRequest(BaseModel):
         """One batch: ``rows`` (a list of objects) or ``columns`` (an object of lists)."""
@@ -107,7 +124,7 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
             if self.rows is not None and not self.rows:
                 raise ValueError("empty batch: 'rows' has no rows")
             if self.columns is not None:
-                lengths = {n: len(getattr(self.columns, n)) for n in names}
+                lengths = {n: len(getattr(self.columns, f)) for f, n in fields.items()}
                 if len(set(lengths.values())) > 1:
                     raise ValueError(f"'columns' have different lengths: {lengths}")
                 if not next(iter(lengths.values()), 0):
@@ -127,16 +144,14 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         "limits": {"max_rows": settings.max_rows, "max_body_bytes": settings.max_body_bytes,
                    "allow_extra": settings.allow_extra},
     }
-    app = FastAPI(title="polyhead", version=__version__,
-                  description=f"Predictions of the polyhead model in {Path(model_dir).name}")
+    # the docs page and its scripts are served from the package: /docs works offline
+    app = FastAPIOffline(title="polyhead", version=__version__,
+                         description=f"Predictions of the polyhead model in {Path(model_dir).name}")
     app.state.model = model
 
     app.add_middleware(LimitAndLog, max_body_bytes=settings.max_body_bytes)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(request: Request, exc: RequestValidationError) -> Any:
-        errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
-                  for e in exc.errors()]
+    def invalid(errors: list[dict[str, Any]]) -> Any:
         first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
         where = ".".join(str(p) for p in first["loc"] if p != "body")
         return JSONResponse(status_code=422, content={
@@ -159,36 +174,61 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         """Tasks, kinds, classes, feature names and types, versions and limits."""
         return metadata
 
-    @app.post("/predict")
-    def predict(body: PredictRequest, request: Request,  # type: ignore[valid-type]
-                proba: bool = Query(False, description="also return class probabilities")) -> Any:
+    def too_many(rows: int) -> Any:
+        request_rows = {"detail": f"batch of {rows} rows is over the limit of "
+                                  f"{settings.max_rows} rows"}
+        return JSONResponse(status_code=413, content=request_rows)
+
+    def run_model(frame: Any, proba: bool) -> Any:
+        out = model.predict_frame(frame, proba=False)
+        probabilities = model.predict_proba(frame) if proba and _has_proba(model) else None
+        return out, probabilities
+
+    @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
+        "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
+    async def predict(request: Request, proba: bool = Query(False, description="also return class probabilities")) -> Any:
         """Predictions per row, in row order."""
+        try:
+            payload = json.loads(await request.body())
+        except (ValueError, UnicodeDecodeError) as exc:
+            return invalid([{"loc": ["body"], "msg": f"the body is not valid JSON: {exc}",
+                             "type": "json_invalid"}])
+        # Count rows before validating them: a batch over the limit is refused at once, not
+        # after every one of its rows has been checked.
+        rows = _count_rows(payload)
+        request.state.rows = rows
+        if rows > settings.max_rows:
+            return too_many(rows)
+        try:
+            body = PredictRequest.model_validate(payload)
+        except ValidationError as exc:
+            return invalid([{"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", ""),
+                             "type": e.get("type", "")} for e in exc.errors()])
         if body.rows is not None:
-            frame = pd.DataFrame([r.model_dump() for r in body.rows],  # type: ignore[attr-defined]
+            frame = pd.DataFrame([r.model_dump(by_alias=True) for r in body.rows],  # type: ignore[attr-defined]
                                  columns=names)
         else:
-            frame = pd.DataFrame({n: getattr(body.columns, n) for n in names}, columns=names)
+            frame = pd.DataFrame({n: getattr(body.columns, f) for f, n in fields.items()},
+                                 columns=names)
         request.state.rows = len(frame)
-        if len(frame) > settings.max_rows:
-            return JSONResponse(status_code=413, content={
-                "detail": f"batch of {len(frame)} rows is over the limit of "
-                          f"{settings.max_rows} rows"})
         bad = _non_finite(frame, types)
         if bad is not None:
             row, name, value = bad
             loc = ["body", "rows", row, name] if body.rows is not None else ["body", "columns", name, row]
-            msg = f"value {value} is not allowed: features must be finite (null means missing)"
-            return JSONResponse(status_code=422, content={
-                "detail": [{"loc": loc, "msg": msg, "type": "finite_number"}],
-                "message": f"{'.'.join(map(str, loc[1:]))}: {msg}"})
+            msg = (f"value {value:g} is not allowed: features must be finite and below "
+                   f"{np.finfo(np.float32).max:.3g} in size (null means missing)")
+            return invalid([{"loc": loc, "msg": msg, "type": "finite_number"}])
         for n in names:  # null categorical -> missing; pandas wants object columns for that
             if types[n] != float | None:
                 frame[n] = frame[n].astype(object)
         try:
-            out = model.predict_frame(frame, proba=False)
-            probabilities = model.predict_proba(frame) if proba and _has_proba(model) else None
+            out, probabilities = await run_in_threadpool(run_model, frame, proba)
         except PolyheadError as exc:
             return JSONResponse(status_code=422, content={"detail": str(exc), "message": str(exc)})
+        except Exception as exc:  # an answer, not a dropped connection; the log has the rest
+            logger.exception("prediction failed")
+            return JSONResponse(status_code=500, content={
+                "detail": f"internal error: {type(exc).__name__}", "message": "internal error"})
         response: dict[str, Any] = {"predictions": _records(out, np)}
         if probabilities is not None:
             per_row: list[dict[str, Any]] = [{} for _ in range(len(frame))]
@@ -200,7 +240,33 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         # Already plain JSON types: skip FastAPI's generic encoder, which walks every value
         return JSONResponse(response)
 
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version,
+                                 description=app.description, routes=app.routes)
+            request_schema = PredictRequest.model_json_schema(
+                ref_template="#/components/schemas/{model}")
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(request_schema.pop("$defs", {}))
+            components["PredictRequest"] = request_schema
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _count_rows(payload: Any) -> int:
+    """Rows in a request body, counted without validating them (0 when it has no batch)."""
+    if not isinstance(payload, dict):
+        return 0
+    rows = payload.get("rows")
+    if isinstance(rows, list):
+        return len(rows)
+    columns = payload.get("columns")
+    if isinstance(columns, dict):
+        return max((len(v) for v in columns.values() if isinstance(v, list)), default=0)
+    return 0
 
 
 class LimitAndLog:
@@ -287,13 +353,16 @@ def _as_frames(model: Any, probabilities: Any) -> dict[str, Any]:
 
 
 def _non_finite(frame: Any, types: dict[str, Any]) -> "tuple[int, str, float] | None":
-    """The first infinite numeric value as (row, feature, value), or None."""
+    """The first infinite numeric value, or one too large for float32, as (row, feature,
+    value), or None."""
     import numpy as np
 
+    limit = float(np.finfo(np.float32).max)
     for name in frame.columns:
         if types[name] == float | None:
             values = frame[name].to_numpy(dtype=float, na_value=np.nan)
-            inf = np.isinf(values)
+            with np.errstate(invalid="ignore"):
+                inf = np.abs(values) > limit
             if inf.any():
                 row = int(np.flatnonzero(inf)[0])
                 return row, name, float(values[row])
@@ -329,5 +398,8 @@ def run(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     os.environ[ENV_MODEL_DIR] = str(Path(model_dir).resolve())
     os.environ[ENV_SETTINGS] = json.dumps(settings.__dict__)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    # SIGTERM: stop accepting, give requests in flight a moment, then close idle keep-alive
+    # connections instead of waiting for clients to hang up (a stop takes seconds, not minutes)
     uvicorn.run("polyhead.serving.app:app_from_env", factory=True, host=host, port=port,
-                workers=workers, access_log=False, log_level=log_level)
+                workers=workers, access_log=False, log_level=log_level,
+                timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)

@@ -3,7 +3,6 @@
 import pytest
 import torch
 
-from polyhead.nn.losses import LOSS_FUNCTIONS
 from polyhead.nn.optim import LeanAdamW
 from polyhead.nn.weighting import Equal, Uncertainty, get_weighting
 
@@ -38,18 +37,50 @@ def test_lean_adamw_falls_back_when_a_gradient_is_missing():
     assert not torch.equal(p, torch.ones(2)) and torch.equal(q, torch.ones(2))
 
 
-@pytest.mark.parametrize("kind, loss", list(LOSS_FUNCTIONS))
-def test_unmasked_fast_path_equals_all_true_mask(kind, loss):
+def _kind(kind, loss=None):
+    import numpy as np
+    import pandas as pd
+
+    from polyhead.tasks import Task, fit_task, resolve_tasks
+
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame({"c": rng.integers(0, 4, 40), "a": rng.integers(0, 2, 40),
+                      "b": rng.integers(0, 2, 40)})
+    options = {"quantile": {"quantiles": (0.1, 0.5, 0.9)}, "multilabel": {"columns": ("a", "b")}}
+    task = Task("t", kind=kind, column=None if kind == "multilabel" else "c", loss=loss,
+                **options.get(kind, {}))
+    return fit_task(resolve_tasks([task], y)[0], y), y
+
+
+KIND_LOSSES = [("regression", "mse"), ("regression", "huber"), ("regression", "mae"),
+               ("binary", None), ("multiclass", None), ("multilabel", None), ("ordinal", None),
+               ("count", "poisson"), ("count", "negative_binomial"), ("quantile", None)]
+
+
+@pytest.mark.parametrize("kind, loss", KIND_LOSSES)
+def test_unweighted_fast_path_equals_all_ones_weights(kind, loss):
+    state, y = _kind(kind, loss) if kind != "binary" else _binary()
+    values, _ = state.encode(y)
     torch.manual_seed(0)
-    fn = LOSS_FUNCTIONS[(kind, loss)]
-    if kind == "multiclass":
-        raw, target = torch.randn(8, 4), torch.randint(0, 4, (8,))
-    elif kind == "multilabel":
-        raw, target = torch.randn(8, 3), torch.randint(0, 2, (8, 3)).float()
-    else:
-        raw, target = torch.randn(8, 1), torch.rand(8)
-    mask = torch.ones(target.shape, dtype=torch.bool)
-    torch.testing.assert_close(fn(raw, target, None), fn(raw, target, mask))
+    raw = torch.randn(len(values), state.head_width)
+    target = torch.from_numpy(values)
+    ones = torch.ones(target.shape)
+    torch.testing.assert_close(state.loss(raw, target, None), state.loss(raw, target, ones))
+    # a missing label (weight 0) adds nothing: the loss equals that of the other rows alone
+    half = ones.clone()
+    half[: len(half) // 2] = 0
+    rest = state.loss(raw[len(half) // 2:], target[len(half) // 2:], None)
+    torch.testing.assert_close(state.loss(raw, target, half), rest)
+
+
+def _binary():
+    import numpy as np
+    import pandas as pd
+
+    from polyhead.tasks import Task, fit_task
+
+    y = pd.DataFrame({"c": np.tile([0, 1], 20)})
+    return fit_task(Task("t", kind="binary", column="c", loss="log_loss"), y), y
 
 
 def test_weighting_by_name_and_instance():
@@ -59,8 +90,11 @@ def test_weighting_by_name_and_instance():
     assert copy is not inst and copy.init_log_var == 1.0
     with pytest.raises(ValueError, match="unknown weighting 'magic'"):
         get_weighting("magic")
+    from types import SimpleNamespace
+
     w = get_weighting("uncertainty")
-    w.setup(["regression", "multiclass"], [1.0, 2.0])
+    w.setup([SimpleNamespace(uncertainty_factor=0.5), SimpleNamespace(uncertainty_factor=1.0)],
+            [1.0, 2.0])
     losses = torch.tensor([0.5, 1.5])
     # log vars start at 0: 0.5 * L_reg + 1.0 * L_cls, each times its task weight
     torch.testing.assert_close(w(losses), torch.tensor(1.0 * 0.5 * 0.5 + 2.0 * 1.5))

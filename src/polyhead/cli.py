@@ -128,10 +128,30 @@ def _split_names(values: list[str] | None) -> list[str]:
     return [n.strip() for v in values or [] for n in v.split(",") if n.strip()]
 
 
-def _targets(data: Any, target: list[str], prefix: str | None, source: Any) -> list[Any]:
+def _targets(data: Any, target: list[str], prefix: str | None, source: Any,
+             given: list[str] | None = None, otherwise: list[str] | None = None) -> list[Any]:
+    from dataclasses import replace
+
     from .tasks import Task
 
     tasks = [Task.parse(t) for t in target]
+    conditions: dict[str, dict[str, Any]] = {}
+    for item in given or []:
+        name, sep, condition = item.partition(":")
+        if not sep or not name.strip() or not condition.strip():
+            raise UsageError(f"--given {item!r}: expected TASK:CONDITION, e.g. amount:buys or "
+                             "amount:grade=high")
+        conditions.setdefault(name.strip(), {})["given"] = condition.strip()
+    for item in otherwise or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip():
+            raise UsageError(f"--otherwise {item!r}: expected TASK=VALUE, e.g. amount=0")
+        conditions.setdefault(name.strip(), {})["otherwise"] = _parse_value(value)
+    names = {t.name for t in tasks}
+    for name, change in conditions.items():
+        if name not in names:
+            raise UsageError(f"--given/--otherwise name task {name!r}, which is not a --target")
+        tasks = [replace(t, **change) if t.name == name else t for t in tasks]
     if prefix:
         tasks += [Task(c[len(prefix):] or c, column=c) for c in data.columns
                   if str(c).startswith(prefix)]
@@ -221,7 +241,13 @@ def fit(
     output: str = typer.Option(..., "--output", "-o", help="Model directory to write"),
     target: list[str] = typer.Option([], "--target", "-t", help=(
         "A task: name[:kind][=column(s)], e.g. rings:regression, rings_class:multiclass=rings, "
-        "tags:multilabel=a,b,c. Repeatable. Kind is inferred when left out.")),
+        "tags:multilabel=a,b,c, grade:ordinal(low,mid,high), visits:count, "
+        "y:quantile(0.1,0.5,0.9). Repeatable. Kind is inferred when left out.")),
+    given: list[str] = typer.Option([], "--given", help=(
+        "A condition: TASK:CONDITION, e.g. amount:buys (amount exists only where the binary "
+        "task buys is true) or amount:grade=high. Repeatable.")),
+    otherwise: list[str] = typer.Option([], "--otherwise", help=(
+        "TASK=VALUE: the prediction of a conditional task where its condition is false")),
     target_prefix: str | None = typer.Option(None, "--target-prefix",
                                              help="Every column starting with this is a target"),
     model: str = typer.Option("net", "--model", "-m", help="Model family: net, forest, gbm or linear"),
@@ -240,7 +266,7 @@ def fit(
 
     from .frames import check_flat_values
     from .io import check_output
-    from .tasks import FittedTask, describe_tasks, resolve_tasks
+    from .tasks import describe_tasks, fit_tasks, resolve_tasks
 
     check_output(output, kind="model", force=force, inputs=[data])
     if not 0 <= valid_fraction < 1:
@@ -248,7 +274,7 @@ def fit(
     cls = _model_class(model)
     params = _parse_params(param, cls)
     frame = _read(data, sep=sep, encoding=encoding)
-    tasks = _targets(frame, target, target_prefix, data)
+    tasks = _targets(frame, target, target_prefix, data, given, otherwise)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
     chosen = _choose_features(frame, tasks, features, drop, data)
     X, y = frame[chosen], frame[target_cols]
@@ -257,7 +283,7 @@ def fit(
     resolved = resolve_tasks(tasks, y)
     console = _console()
     if not json_out:
-        _print_table(describe_tasks([FittedTask.fit(t, y) for t in resolved]),
+        _print_table(describe_tasks(fit_tasks(resolved, y)),
                      f"Tasks ({len(frame)} rows, {len(chosen)} features)")
     estimator = cls(tasks=resolved, **{"random_state": seed, **params})
     if "validation_fraction" in estimator.get_params() and hasattr(estimator, "on_epoch_end"):
@@ -424,10 +450,11 @@ def info(
         "model_dir": str(model_dir), "estimator": manifest.get("estimator"),
         "format_version": manifest.get("format_version"),
         "polyhead_version": manifest.get("polyhead_version"),
-        "tasks": [{"name": t["task"]["name"], "kind": t["task"]["kind"],
-                   "columns": t["task"].get("columns") or [t["task"].get("column") or t["task"]["name"]],
-                   "classes": t.get("classes"), "weight": t["task"].get("weight"),
-                   "loss": t["task"].get("loss")} for t in manifest.get("tasks", [])],
+        "tasks": [{**{k: v for k, v in s.metadata().items() if k != "output_columns"},
+                   "weight": s.task.weight, "loss": s.task.loss,
+                   **({"given": s.task.given, "otherwise": s.task.otherwise}
+                      if s.task.given is not None else {})}
+                  for s in _manifest_tasks(manifest)],
         "features": [dict(c) for c in features.get("columns", [])],
         "architecture": {k: v for k, v in (manifest.get("architecture") or {}).items()
                          if k not in ("summary", "input_names")},
@@ -461,6 +488,20 @@ def info(
                       f"{training.get('best_valid_loss')}", markup=True)
 
 
+def _manifest_tasks(manifest: dict[str, Any]) -> list[Any]:
+    """The fitted tasks a manifest describes, checked (a ModelFileError if malformed)."""
+    from .exceptions import ModelFileError, TaskError
+    from .tasks import task_from_dict
+
+    entries = manifest.get("tasks")
+    if not isinstance(entries, list):
+        raise ModelFileError("the manifest has no list of tasks")
+    try:
+        return [task_from_dict(t) for t in entries]
+    except TaskError as exc:
+        raise ModelFileError(f"the manifest's tasks are malformed: {exc}") from None
+
+
 def _feature_detail(col: dict[str, Any]) -> str:
     if col["type"] == "numeric":
         text = (f"{col.get('transform', 'standard')}: centre {col['center']:.4g}, scale "
@@ -487,6 +528,8 @@ def compare(
     data: str = typer.Argument(..., help="Data: .csv (.gz/.zst), .parquet or .jsonl"),
     output: str = typer.Option(..., "--output", "-o", help="HTML report to write"),
     target: list[str] = typer.Option([], "--target", "-t", help="A task: name[:kind][=column(s)]. Repeatable."),
+    given: list[str] = typer.Option([], "--given", help="A condition TASK:CONDITION (see fit)"),
+    otherwise: list[str] = typer.Option([], "--otherwise", help="TASK=VALUE where the condition is false"),
     target_prefix: str | None = typer.Option(None, "--target-prefix", help="Every column starting with this is a target"),
     models: str = typer.Option(",".join(COMPARE_MODELS), "--models", help=f"Comma list from: {', '.join(COMPARE_MODELS)}"),
     drop: list[str] = typer.Option([], "--drop", help="Columns to leave out (comma list)"),
@@ -516,7 +559,7 @@ def compare(
     if cv < 2 or repeats < 1:
         raise UsageError("--cv must be at least 2 and --repeats at least 1")
     frame = _read(data, sep=sep, encoding=encoding)
-    tasks = _targets(frame, target, target_prefix, data)
+    tasks = _targets(frame, target, target_prefix, data, given, otherwise)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
     X = frame[_choose_features(frame, tasks, [], drop, data)]
     if cv > len(frame):

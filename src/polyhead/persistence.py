@@ -26,7 +26,7 @@ import numpy as np
 from ._version import __version__
 from .exceptions import ModelFileError
 from .features import FeatureEncoder
-from .tasks import FittedTask, Task
+from .tasks import Task, task_from_dict
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -165,7 +165,7 @@ def from_parts(manifest: dict[str, Any], tensors: dict[str, np.ndarray],
     params = dict(manifest["params"])
     params["tasks"] = _tasks_from_json(params.get("tasks"))
     estimator = cls(**_restore_params(params))
-    estimator.task_states_ = [FittedTask.from_dict(t) for t in manifest["tasks"]]
+    estimator.task_states_ = [task_from_dict(t) for t in manifest["tasks"]]
     if manifest.get("features") is not None:
         estimator.features_ = FeatureEncoder.from_dict(manifest["features"])
     estimator.n_features_in_ = int(manifest["n_features_in"])

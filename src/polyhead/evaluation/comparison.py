@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import clone
 
-from ..tasks import CLASS_KINDS, FittedTask
-from .plots import LOWER_IS_BETTER
+from .. import conditions
+from ..kinds import Kind, align_outputs
 
 ProgressFn = Callable[[str, int, int], None]
 
@@ -43,15 +43,16 @@ def default_models(random_state: int | None = 0) -> dict[str, Any]:
     }
 
 
-def consistency_pairs(states: list[FittedTask], y: pd.DataFrame) -> list[tuple[FittedTask, FittedTask]]:
-    """(regression, multiclass) task pairs over the same quantity: they read the same column,
-    or two columns with equal values (``rings`` and a copy ``rings_class``), with numeric classes."""
+def consistency_pairs(states: list[Kind], y: pd.DataFrame) -> list[tuple[Kind, Kind]]:
+    """(number, class) task pairs over the same quantity: a task predicting a number (regression,
+    count) and a class task with numeric classes (multiclass, ordinal) that read the same column,
+    or two columns with equal values (``rings`` and a copy ``rings_class``)."""
     pairs = []
     for reg in states:
-        if reg.kind != "regression":
+        if not reg.point_value:
             continue
         for cls in states:
-            if cls.kind != "multiclass" or cls.classes is None or cls.classes.dtype.kind not in "iuf":
+            if cls.classes is None or cls.classes.dtype.kind not in "iuf" or cls is reg:
                 continue
             a, b = reg.task.source_columns[0], cls.task.source_columns[0]
             same = a == b or bool(pd.to_numeric(y[a], errors="coerce").fillna(-1e300).equals(
@@ -80,6 +81,9 @@ class Comparison:
         The model every other is compared with.
     predictions : dict
         Out-of-fold predictions of every model in the first repeat, for plots.
+    outputs : dict
+        Out-of-fold outputs (conditions applied) of every model in the first repeat, per task,
+        with ``"__rows__"``: the row positions they belong to.
     histories : dict
         Training histories (first fold) of models that keep one.
     data : dict
@@ -90,9 +94,10 @@ class Comparison:
 
     results: pd.DataFrame
     baseline: str
-    tasks: list[FittedTask]
+    tasks: list[Kind]
     y: pd.DataFrame
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
+    outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -131,7 +136,7 @@ class Comparison:
             else:
                 mean = float(diffs.mean())
                 half = t * float(diffs.std(ddof=1)) * math.sqrt(1 / j + n_test / n_train)
-                lower_better = row["metric"] in LOWER_IS_BETTER
+                lower_better = self.lower_is_better(row["task"], row["metric"])
                 better: Any = math.nan
                 if mean - half > 0:
                     better = not lower_better
@@ -143,6 +148,14 @@ class Comparison:
         table["count"] = table["count"].astype(int)
         return table
 
+    def lower_is_better(self, task: str, metric: str) -> bool:
+        """Whether a smaller value of ``metric`` of ``task`` is better (each kind says)."""
+        state = next((t for t in self.tasks if t.name == task), None)
+        if state is not None and metric in state.directions:
+            return state.directions[metric] == "min"
+        # per-quantile pinball losses are lower-better; agreement metrics higher-better
+        return metric.startswith("pinball")
+
     def fit_seconds(self) -> pd.DataFrame:
         """Mean fit seconds per model (per fold)."""
         per_fold = self.results.drop_duplicates(["model", "repeat", "fold"])
@@ -153,9 +166,9 @@ class Comparison:
         summary = self.summary()
         ranks = []
         for t in self.tasks:
-            metric = main_metric(t.kind)
+            metric = t.main_metric
             cell = summary[(summary["task"] == t.name) & (summary["metric"] == metric)]
-            ascending = metric in LOWER_IS_BETTER
+            ascending = self.lower_is_better(t.name, metric)
             ranks.append(cell.set_index("model")["mean"].rank(ascending=ascending))
         return str(pd.concat(ranks, axis=1).mean(axis=1).idxmin())
 
@@ -171,7 +184,7 @@ class Comparison:
     def _display_table(self, metrics: str = "main") -> pd.DataFrame:
         summary = self.summary()
         if metrics == "main":
-            mains = {t.name: main_metric(t.kind) for t in self.tasks}
+            mains = {t.name: t.main_metric for t in self.tasks}
             keep = summary.apply(lambda r: mains.get(r["task"]) == r["metric"]
                                  or r["metric"].startswith("agree"), axis=1)
             summary = summary[keep]
@@ -225,16 +238,12 @@ def _flag(value: Any) -> Any:
     return value if isinstance(value, bool) else ""
 
 
-def main_metric(kind: str) -> str:
-    return {"regression": "mae", "binary": "accuracy", "multiclass": "accuracy",
-            "multilabel": "hamming_loss"}[kind]
-
-
-def _strata(states: list[FittedTask], y: pd.DataFrame) -> np.ndarray | None:
+def _strata(states: list[Kind], y: pd.DataFrame) -> np.ndarray | None:
+    """Fold strata: the first task with classes (a missing label is a stratum of its own)."""
     for t in states:
-        if t.kind in ("binary", "multiclass"):
-            codes = t.class_codes(y[t.task.source_columns[0]])
-            return np.where(codes < 0, -1, codes)  # a missing label is a stratum of its own
+        if t.classes is not None:
+            codes = t.class_codes(t.column(y))  # type: ignore[attr-defined]
+            return np.where(codes < 0, -1, codes)
     return None
 
 
@@ -284,6 +293,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     pairs = consistency_pairs(states, yf)
     rows: list[dict[str, Any]] = []
     predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in models}
+    oof: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in models}
     histories: dict[str, list[dict[str, Any]]] = {}
     architectures: dict[str, dict[str, Any]] = {}
     Xr, yr = Xf.reset_index(drop=True), yf.reset_index(drop=True)
@@ -309,7 +319,8 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
                     warnings.simplefilter("ignore")
                     model.fit(Xr.iloc[train], yr.iloc[train])
                 seconds = time.perf_counter() - start
-                outputs = model._predict_outputs(model._check_X(Xr.iloc[test], fit=False))
+                raw = model._predict_outputs(model._check_X(Xr.iloc[test], fit=False))
+                outputs = conditions.apply(model.task_states_, raw)
                 y_test = yr.iloc[test]
                 for t in model.task_states_:
                     for metric, value in t.metrics(y_test, outputs[t.name]).items():
@@ -328,6 +339,10 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
                     frame = model.predict_frame(Xr.iloc[test])
                     frame.index = test
                     predictions[name].append(frame)
+                    oof[name].setdefault("__rows__", []).append(np.asarray(test))
+                    for t, full in zip(model.task_states_, states, strict=True):
+                        oof[name].setdefault(t.name, []).append(
+                            align_outputs(outputs[t.name], t, full))
                 if repeat == 0 and fold == 0:
                     if getattr(model, "history_", None):
                         histories[name] = list(model.history_)
@@ -341,7 +356,8 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     return Comparison(
         results=pd.DataFrame(rows), baseline=baseline, tasks=states, y=yr,
         predictions={k: pd.concat(v).sort_index() for k, v in predictions.items() if v},
+        outputs={k: {task: np.concatenate(parts) for task, parts in v.items()}
+                 for k, v in oof.items() if v},
         histories=histories, architectures=architectures, data=data, folds=fold_log,
         settings={"cv": cv, "repeats": repeats, "random_state": random_state,
-                  "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models),
-                  "class_kinds": sorted(CLASS_KINDS)})
+                  "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models)})

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-LOWER_IS_BETTER = frozenset({"mae", "rmse", "log_loss", "hamming_loss"})
 _BLUE, _ORANGE, _GREY = "#2f6db5", "#e08a1e", "#6b7280"
 
 
@@ -41,7 +40,7 @@ def to_data_uri(fig: Any) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(to_svg(fig).encode()).decode()
 
 
-def metric_intervals(summary: Any, task: str, metric: str) -> Any:
+def metric_intervals(summary: Any, task: str, metric: str, lower_is_better: bool = False) -> Any:
     """Mean and 95% interval of one metric of one task, one row per model."""
     plt = _plt()
     rows = summary[(summary["task"] == task) & (summary["metric"] == metric)]
@@ -52,7 +51,7 @@ def metric_intervals(summary: Any, task: str, metric: str) -> Any:
                 capsize=4)
     ax.set_yticks(y, rows["model"].tolist())
     ax.invert_yaxis()
-    better = "lower is better" if metric in LOWER_IS_BETTER else "higher is better"
+    better = "lower is better" if lower_is_better else "higher is better"
     ax.set_xlabel(f"{metric} ({better}); mean and 95% interval over folds")
     ax.set_title(f"{task}: {metric}", loc="left")
     ax.grid(axis="x", alpha=0.3)
@@ -175,14 +174,55 @@ def architecture(arch: Mapping[str, Any], kinds: Mapping[str, str] | None = None
         y = fig_h - 0.7 - j * (fig_h - 1.4) / max(1, len(heads) - 1) if len(heads) > 1 else mid
         arrow(end, (x, y))
         kind = kinds.get(name, "")
-        out = {"regression": "value", "binary": "sigmoid", "multiclass": "softmax",
-               "multilabel": "sigmoids"}.get(kind, "")
+        out = _head_label(kind)
         box(x, y, f"head: {name}\nLinear {width}→{dim}\n{kind} {out}".strip(), "#fbe3c4")
     params = arch.get("n_parameters")
     suffix = f"; {params:,} parameters" if params else ""
     if members > 1:
         suffix += f"; {members} packed ensemble members"
     ax.set_title(f"{title}{suffix}", loc="left", fontsize=10)
+    return fig
+
+
+def _head_label(kind: str) -> str:
+    from ..kinds import KINDS
+
+    cls = KINDS.get(kind)
+    return cls.head_label if cls is not None else ""
+
+
+def bars(labels: Sequence[str], values: Sequence[float], what: str, title: str) -> Any:
+    """One horizontal bar per label (a per-label score)."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.0, 0.3 * len(labels) + 1.2))
+    y = np.arange(len(labels))
+    ax.barh(y, np.nan_to_num(np.asarray(values, dtype=float)), color=_BLUE)
+    ax.set_yticks(y, [str(v) for v in labels])
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1)
+    ax.set_xlabel(what)
+    ax.set_title(title, loc="left")
+    ax.grid(axis="x", alpha=0.3)
+    return fig
+
+
+def band(y_true: np.ndarray, quantiles: np.ndarray, levels: Sequence[float], title: str) -> Any:
+    """Truth against the predicted band (outer quantiles) and the middle quantile, rows sorted
+    by the middle prediction."""
+    plt = _plt()
+    order = np.argsort(quantiles[:, len(levels) // 2]) if len(y_true) else np.arange(0)
+    x = np.arange(len(order))
+    fig, ax = plt.subplots(figsize=(6.0, 3.6))
+    if len(order):
+        ax.fill_between(x, quantiles[order, 0], quantiles[order, -1], color=_BLUE, alpha=0.25,
+                        label=f"q{levels[0]:g} to q{levels[-1]:g}")
+        ax.plot(x, quantiles[order, len(levels) // 2], color=_BLUE, lw=1,
+                label=f"q{levels[len(levels) // 2]:g}")
+        ax.scatter(x, y_true[order], s=5, color=_ORANGE, alpha=0.6, label="true", linewidths=0)
+    ax.set_xlabel("rows, by predicted middle quantile")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title, loc="left")
+    ax.grid(alpha=0.3)
     return fig
 
 

@@ -58,14 +58,14 @@ def _figure(fig: Any, caption: str) -> str:
 
 def _answer(comp: Comparison, summary: pd.DataFrame) -> str:
     """One sentence per task: is the joint model better than the baseline, with its interval."""
-    from .comparison import _flag, main_metric
+    from .comparison import _flag
 
     joint = next((m for m in comp.settings["models"] if "joint" in m.lower() and m != comp.baseline), None)
     if joint is None:
         return ""
     lines = []
     for t in comp.tasks:
-        metric = main_metric(t.kind)
+        metric = t.main_metric
         row = summary[(summary["model"] == joint) & (summary["task"] == t.name) & (summary["metric"] == metric)]
         if row.empty:
             continue
@@ -82,8 +82,6 @@ def _answer(comp: Comparison, summary: pd.DataFrame) -> str:
 
 def render(comp: Comparison) -> str:
     """The whole report as an HTML string."""
-    from .comparison import main_metric
-
     summary = comp.summary()
     parts = [f"<h1>polyhead comparison</h1><p class=\"muted\">{comp.settings['cv']}-fold "
              f"cross-validation × {comp.settings['repeats']} repeats, the same folds for every "
@@ -109,8 +107,9 @@ def render(comp: Comparison) -> str:
     parts.append(_table(seconds.round(3)))
     grid = []
     for t in comp.tasks:
-        grid.append(_figure(plots.metric_intervals(summary, t.name, main_metric(t.kind)),
-                            f"{t.name}: {main_metric(t.kind)} per model"))
+        grid.append(_figure(plots.metric_intervals(summary, t.name, t.main_metric,
+                                                   comp.lower_is_better(t.name, t.main_metric)),
+                            f"{t.name}: {t.main_metric} per model"))
     for pair in sorted({task for task in summary["task"] if " ~ " in task}):
         grid.append(_figure(plots.metric_intervals(summary, pair, "agree_within_1"),
                             f"consistency {pair}: class within one of the rounded number"))
@@ -140,22 +139,15 @@ def render(comp: Comparison) -> str:
     best = comp.best_model()
     parts.append(f"<h2>Predictions of the best model: {_e(best)}</h2><p class=\"muted\">Out-of-fold "
                  "predictions of the first repeat; best = lowest mean rank over the tasks' main metrics.</p>")
-    preds = comp.predictions.get(best)
+    outputs = comp.outputs.get(best)
     grid = []
-    if preds is not None:
-        y = comp.y.loc[preds.index]
+    if outputs is not None:
+        rows = outputs["__rows__"]
+        y = comp.y.iloc[rows]
         for t in comp.tasks:
-            col = t.task.source_columns[0]
-            if t.kind == "regression":
-                truth = pd.to_numeric(y[col], errors="coerce")
-                keep = truth.notna().to_numpy()
-                grid.append(_figure(plots.scatter(truth[keep].tolist(), preds[t.name][keep].tolist(),
-                                                  f"{t.name} ({best})"),
-                                    f"{t.name}: predicted against true"))
-            elif t.kind in ("binary", "multiclass"):
-                keep = y[col].notna().to_numpy()
-                grid.append(_figure(plots.confusion(y[col][keep].tolist(), preds[t.name][keep].tolist(),
-                                                    f"{t.name} ({best})"), f"{t.name}: confusion matrix"))
+            fig = t.figure(y, outputs[t.name], f"{t.name} ({best})")
+            if fig is not None:
+                grid.append(_figure(fig, f"{t.name}: predictions against the truth"))
     parts.append(f'<div class="grid">{"".join(grid)}</div>')
     body = "\n".join(p for p in parts if p)
     return (f"<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">"

@@ -1,9 +1,10 @@
 """What every polyhead estimator shares: input checks, tasks, output formats, evaluate and score.
 
 A model family implements ``fit`` (calling :meth:`MultiTaskMixin._prepare_fit`) and
-``_predict_outputs`` (the per-task outputs described in :class:`~polyhead.tasks.FittedTask`);
+``_predict_outputs`` (per task, the outputs its kind documents, see :mod:`polyhead.kinds`);
 everything a user sees on the way out - DataFrames named per task, ``predict_proba``,
-``evaluate``, ``score``, ``save`` - comes from here, so every family behaves the same.
+``evaluate``, ``score``, ``save``, conditions - comes from here, so every family behaves the
+same. Nothing here branches on a kind's name: it asks the kind.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ from sklearn.utils import Tags
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.validation import check_is_fitted
 
+from .. import conditions
 from ..exceptions import PolyheadError
 from ..frames import check_flat_values, check_unique_columns
-from ..tasks import CLASS_KINDS, METRICS, FittedTask, Task, TaskSpec, resolve_tasks
+from ..kinds import Kind
+from ..tasks import Task, TaskSpec, fit_tasks, resolve_tasks
 
 _Y_FORMATS = ("frame", "series", "1d", "2d")
 
@@ -33,14 +36,15 @@ def _is_sparse(X: Any) -> bool:
 
 def _has_class_task(estimator: Any) -> bool:
     states = getattr(estimator, "task_states_", None)
-    return states is None or any(t.kind in CLASS_KINDS for t in states)
+    return states is None or any(t.has_proba for t in states)
 
 
 class MultiTaskMixin:
     """Shared behaviour of polyhead estimators (see the module docstring)."""
 
     tasks: TaskSpec
-    task_states_: list[FittedTask]
+    task_states_: list[Kind]
+    _training_weights: dict[str, np.ndarray | None]
     _y_format: str
     feature_names_in_: np.ndarray
     n_features_in_: int
@@ -160,13 +164,19 @@ class MultiTaskMixin:
         frame.columns = [t.name for t in tasks]
         return frame
 
-    def _prepare_fit(self, X: Any, y: Any) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Check X and y, resolve the tasks and learn their classes/scales."""
+    def _prepare_fit(self, X: Any, y: Any, sample_weight: Any = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Check X, y and sample weights, resolve the tasks and fit them to their labels.
+
+        Afterwards ``self._training_weights`` holds, per task, None (every label present, equal
+        weights) or float weights shaped like its mask: 0 where the label is missing or the
+        task's condition does not hold, the sample weight elsewhere.
+        """
         Xf = self._check_X(X, fit=True)
         yf = self._check_y(y, len(Xf))
         tasks = resolve_tasks(self.tasks, yf)
         check_no_leak(Xf, yf, tasks)
-        self.task_states_ = [FittedTask.fit(t, yf) for t in tasks]
+        self.task_states_ = fit_tasks(tasks, yf)
+        self._training_weights = training_weights(self.task_states_, yf, sample_weight)
         return Xf, yf
 
     # -- fitted attributes ---------------------------------------------------------------------
@@ -178,14 +188,14 @@ class MultiTaskMixin:
 
     @property
     def classes_(self) -> dict[str, np.ndarray]:
-        """Class labels per classification task (label columns for multilabel tasks)."""
+        """Class labels per class task (label columns for multilabel tasks)."""
         check_is_fitted(self, "task_states_")
         out = {}
         for t in self.task_states_:
-            if t.kind == "multilabel":
-                out[t.name] = np.asarray(t.task.source_columns, dtype=object)
-            elif t.classes is not None:
+            if t.classes is not None:
                 out[t.name] = t.classes
+            elif t.has_proba:
+                out[t.name] = np.asarray(t.output_columns, dtype=object)
         return out
 
     def feature_encoder(self) -> Any:
@@ -202,6 +212,7 @@ class MultiTaskMixin:
         raise NotImplementedError
 
     def _outputs(self, X: Any) -> tuple[dict[str, np.ndarray], pd.Index]:
+        """The model's outputs per task, checked finite (conditions not applied)."""
         check_is_fitted(self, "task_states_")
         Xf = self._check_X(X, fit=False)
         index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(Xf))
@@ -209,50 +220,51 @@ class MultiTaskMixin:
         check_outputs(outputs, index)
         return outputs, index
 
-    def predict_frame(self, X: Any, *, proba: bool = False) -> pd.DataFrame:
-        """Predictions as a DataFrame whatever ``y`` was: one column per task (label columns for
-        multilabel tasks) and, with ``proba=True``, a ``task:class`` column per class
-        probability. Used by the command line and the prediction service."""
+    def predict_frame(self, X: Any, *, proba: bool = False, expected: bool = False) -> pd.DataFrame:
+        """Predictions as a DataFrame whatever ``y`` was: the prediction columns of every task
+        and, with ``proba=True``, a ``task:class`` column per class probability. Used by the
+        command line and the prediction service."""
         outputs, index = self._outputs(X)
-        columns: dict[str, Any] = self._label_columns(outputs)
+        columns: dict[str, Any] = self._label_columns(outputs, expected)
         if proba:
+            mixed = conditions.mixture(self.task_states_, outputs)
             for t in self.task_states_:
-                if t.kind in CLASS_KINDS:
-                    frame = t.proba_frame(outputs[t.name], index)
+                if t.has_proba:
+                    frame = t.proba_frame(mixed[t.name], index)
                     for col in frame.columns:
                         columns[f"{t.name}:{col}"] = frame[col].to_numpy()
         return pd.DataFrame(columns, index=index)
 
-    def predict(self, X: Any) -> Any:
+    def predict(self, X: Any, *, expected: bool = False) -> Any:
         """Predictions per task, in the form of the ``y`` given to ``fit``.
 
-        DataFrame ``y`` -> DataFrame with one column per task (a multilabel task gives its label
-        columns), indexed like ``X``; Series -> Series; 1-D array -> 1-D array; 2-D array ->
-        2-D array. Class tasks give class labels as they were in ``y``.
+        DataFrame ``y`` -> DataFrame with the prediction columns of every task (a multilabel
+        task gives its label columns, a quantile task one column per quantile), indexed like
+        ``X``; Series -> Series; 1-D array -> 1-D array; 2-D array -> 2-D array. Class tasks
+        give class labels as they were in ``y``.
+
+        ``expected=True`` gives expected values instead where a kind has them: an ordinal
+        task's expected class value, a multilabel task's probabilities, and a conditional
+        task's ``P(condition) * value + (1 - P(condition)) * otherwise``.
         """
         outputs, index = self._outputs(X)
-        return self._format(outputs, index)
+        return self._format(outputs, index, expected)
 
-    def _label_columns(self, outputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Predicted labels (or values) per output column: a task's name, or a multilabel
-        task's label columns."""
+    def _label_columns(self, outputs: dict[str, np.ndarray], expected: bool = False) -> dict[str, np.ndarray]:
+        """Prediction columns of every task, conditions applied."""
+        applied = conditions.apply(self.task_states_, outputs, expected=expected)
         columns: dict[str, np.ndarray] = {}
         for t in self.task_states_:
-            pred = t.predict(outputs[t.name])
-            if t.kind == "multilabel":
-                for j, col in enumerate(t.output_columns):
-                    columns[col] = pred[:, j]
-            else:
-                columns[t.name] = pred
+            columns.update(t.columns(applied[t.name], expected=expected))
         return columns
 
-    def _format(self, outputs: dict[str, np.ndarray], index: pd.Index) -> Any:
+    def _format(self, outputs: dict[str, np.ndarray], index: pd.Index, expected: bool = False) -> Any:
         """Per-task outputs as predictions in the format of fit's ``y``."""
-        columns = self._label_columns(outputs)
+        columns = self._label_columns(outputs, expected)
         if self._y_format == "frame":
             return pd.DataFrame(columns, index=index)
         if self._y_format == "series":
-            name = self.task_states_[0].name
+            name = next(iter(columns))
             return pd.Series(columns[name], index=index, name=name)
         arrays = list(columns.values())
         if self._y_format == "1d":
@@ -265,14 +277,16 @@ class MultiTaskMixin:
 
     @available_if(_has_class_task)
     def predict_proba(self, X: Any) -> Any:
-        """Class probabilities per classification task.
+        """Class probabilities per task that has them (binary, multiclass, multilabel, ordinal).
 
         A dict ``{task: DataFrame}`` with one column per class (per label for multilabel tasks),
-        each row summing to 1 for binary/multiclass tasks. When ``y`` was a 1-D array with a
-        single classification task, an ``(n, n_classes)`` array, as scikit-learn classifiers do.
+        each row summing to 1 for single-label tasks. When ``y`` was a 1-D array with a single
+        class task, an ``(n, n_classes)`` array, as scikit-learn classifiers do. A conditional
+        task gives its marginal distribution (see :mod:`polyhead.conditions`).
         """
         outputs, index = self._outputs(X)
-        class_tasks = [t for t in self.task_states_ if t.kind in CLASS_KINDS]
+        outputs = conditions.mixture(self.task_states_, outputs)
+        class_tasks = [t for t in self.task_states_ if t.has_proba]
         if self._y_format == "1d":
             return class_tasks[0].proba_array(outputs[class_tasks[0].name])
         if self._y_format == "2d":
@@ -283,30 +297,37 @@ class MultiTaskMixin:
         """One row per task: its kind, ``n`` (rows with a label) and its kind's metrics.
 
         Regression: MAE, RMSE, R²; binary: accuracy, ROC AUC, log loss; multiclass: accuracy,
-        macro-F1, log loss; multilabel: Hamming loss, micro/macro-F1, subset accuracy. Metrics
-        that do not apply to a kind are NaN. Rows whose label is missing are left out per task.
+        macro-F1, log loss; multilabel: Hamming loss, micro/macro-F1, subset accuracy, log
+        loss; ordinal: accuracy, MAE, quadratic weighted kappa, log loss; count: Poisson
+        deviance, D², MAE, RMSE; quantile: pinball loss (mean and per quantile), coverage and
+        width of the outer band. Metrics that do not apply to a kind are NaN. Rows whose label
+        is missing are left out per task.
         """
         outputs, _ = self._outputs(X)
         yf = self._check_eval_y(y, len(next(iter(outputs.values()))))
+        applied = conditions.apply(self.task_states_, outputs)
         rows = []
         for t in self.task_states_:
-            rows.append({"task": t.name, "kind": t.kind, **t.metrics(yf, outputs[t.name])})
+            rows.append({"task": t.name, "kind": t.kind, **t.metrics(yf, applied[t.name])})
         table = pd.DataFrame(rows).set_index("task")
         order = ["kind", "n"]
-        for kind in METRICS:
-            order += [m for m in METRICS[kind] if m in table.columns and m not in order]
+        for row in rows:
+            order += [m for m in row if m not in order and m != "task"]
         table = table[order]
         table["n"] = table["n"].astype(int)
         return table
 
     def score(self, X: Any, y: Any, sample_weight: Any = None) -> float:
-        """Mean over tasks of R² (regression), accuracy (binary, multiclass) and subset accuracy
-        (multilabel). Higher is better, so it can drive grid search."""
+        """Mean over tasks of each kind's score (higher is better): R² (regression), accuracy
+        (binary, multiclass, ordinal), subset accuracy (multilabel), D² (count), minus the
+        pinball loss in standard deviations (quantile). So it can drive grid search."""
         if sample_weight is not None:
-            raise PolyheadError(f"{type(self).__name__}.score does not support sample_weight")
+            raise PolyheadError(f"{type(self).__name__}.score does not support sample_weight; "
+                                "use evaluate() per task")
         outputs, _ = self._outputs(X)
         yf = self._check_eval_y(y, len(next(iter(outputs.values()))))
-        scores = [t.score(yf, outputs[t.name]) for t in self.task_states_]
+        applied = conditions.apply(self.task_states_, outputs)
+        scores = [t.score(yf, applied[t.name]) for t in self.task_states_]
         return float(np.nanmean(scores)) if not all(np.isnan(scores)) else float("nan")
 
     def _check_eval_y(self, y: Any, n_rows: int) -> pd.DataFrame:
@@ -362,3 +383,75 @@ def check_no_leak(X: pd.DataFrame, y: pd.DataFrame, tasks: list[Task]) -> None:
                     raise PolyheadError(f"feature column {col!r} is the target of task "
                                         f"{task.name!r}; a target cannot also be a feature "
                                         f"(drop it from X)")
+
+
+def training_weights(states: list[Kind], y: pd.DataFrame,
+                     sample_weight: Any = None) -> dict[str, np.ndarray | None]:
+    """Per task: None when every label is present and weights are equal, else float weights
+    shaped like the task's mask (``(n,)``, or ``(n, k)`` for multilabel tasks): 0 where the
+    label is missing or the task's condition does not hold, the sample weight elsewhere.
+
+    ``sample_weight``: None, one weight per row (array-like), or a DataFrame shaped like ``y``
+    (columns named as ``y``'s, one weight per row and target column; columns it lacks weigh 1).
+    Weights must be finite and >= 0, and a task needs a positive weight on some labelled row.
+    """
+    n = len(y)
+    per_column = _sample_weights(sample_weight, y)
+    masks = conditions.masks(states, y)
+    out: dict[str, np.ndarray | None] = {}
+    for t in states:
+        observed = t.observed(y)
+        if t.name in masks:
+            cond = masks[t.name]
+            observed = observed & (cond[:, None] if observed.ndim == 2 else cond)
+        cols = t.task.source_columns
+        if per_column is None:
+            weight = None
+        elif observed.ndim == 2:
+            weight = np.column_stack([per_column.get(c, np.ones(n)) for c in cols])
+        else:
+            weight = per_column.get(cols[0], np.ones(n))
+        if weight is None and observed.all():
+            out[t.name] = None
+            continue
+        full = observed.astype(np.float64) if weight is None else np.where(observed, weight, 0.0)
+        if not (full > 0).any():
+            why = "its condition never holds on a labelled row" if t.name in masks else \
+                "the sample weights of its labelled rows are all zero"
+            raise PolyheadError(f"task {t.name!r} has nothing to learn from: {why}")
+        out[t.name] = full
+    return out
+
+
+def _sample_weights(sample_weight: Any, y: pd.DataFrame) -> dict[str, np.ndarray] | None:
+    """Sample weights per target column, checked (None when not given)."""
+    if sample_weight is None:
+        return None
+    n = len(y)
+    if isinstance(sample_weight, pd.DataFrame):
+        if len(sample_weight) != n:
+            raise PolyheadError(f"sample_weight has {len(sample_weight)} rows but y has {n}")
+        unknown = [c for c in map(str, sample_weight.columns) if c not in y.columns]
+        if unknown:
+            raise PolyheadError(f"sample_weight column {unknown[0]!r} is not a column of y; a "
+                                "weight frame is shaped like y")
+        columns = {str(c): _check_weights(sample_weight[c], f"sample_weight column {c!r}")
+                   for c in sample_weight.columns}
+        return {c: columns.get(c, np.ones(n)) for c in y.columns}
+    array = np.asarray(sample_weight)
+    if array.ndim != 1 or len(array) != n:
+        raise PolyheadError(f"sample_weight must hold one weight per row ({n}) or be a "
+                            f"DataFrame shaped like y, got shape {array.shape}")
+    weights = _check_weights(pd.Series(array), "sample_weight")
+    return {c: weights for c in y.columns}
+
+
+def _check_weights(values: pd.Series, what: str) -> np.ndarray:
+    from .._convert import as_float
+
+    weights = as_float(pd.Series(values).reset_index(drop=True), what, PolyheadError)
+    bad = np.isnan(weights) | (weights < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise PolyheadError(f"{what} must be finite and >= 0, got {weights[i]} at row {i}")
+    return weights

@@ -6,35 +6,16 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, clone
+from sklearn.base import BaseEstimator
 
 from .. import _params as P
 from ..exceptions import PolyheadError
+from ..kinds import align_outputs
 from ..registry import register_estimator
-from ..tasks import FittedTask, TaskSpec
+from ..tasks import TaskSpec
 from .base import MultiTaskMixin
 from .composite import CompositeMixin
-from .separate import per_task_template
-
-
-def chain_columns(state: FittedTask, outputs: np.ndarray) -> dict[str, np.ndarray]:
-    """The feature columns a task's outputs add for the tasks after it."""
-    name = f"chain:{state.name}"
-    if state.kind in ("regression", "binary"):
-        return {name: outputs}
-    labels = state.task.source_columns if state.kind == "multilabel" else state.classes.tolist()  # type: ignore[union-attr]
-    return {f"{name}={label}": outputs[:, j] for j, label in enumerate(labels)}
-
-
-def _align_classes(out: np.ndarray, fold: FittedTask, full: FittedTask) -> np.ndarray:
-    """A fold model's multiclass probabilities laid out over the full task's classes (a fold
-    may not have seen every class)."""
-    if full.kind != "multiclass" or fold.classes is None or full.classes is None:
-        return out
-    aligned = np.zeros((out.shape[0], len(full.classes)))
-    position = {c: i for i, c in enumerate(full.classes.tolist())}
-    aligned[:, [position[c] for c in fold.classes.tolist()]] = out
-    return aligned
+from .separate import fit_one, per_task_template
 
 
 @register_estimator
@@ -79,12 +60,12 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
     def _template(self) -> Any:
         return per_task_template(self.estimator, self.random_state)
 
-    def fit(self, X: Any, y: Any) -> TaskChain:
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> TaskChain:
         """Fit the tasks in ``order``, each on the features plus out-of-fold earlier outputs."""
         from sklearn.model_selection import KFold
 
         P.validate_params(self, self._parameter_constraints)
-        Xf, yf = self._prepare_fit(X, y)
+        Xf, yf = self._prepare_fit(X, y, sample_weight)
         states = {t.name: t for t in self.task_states_}
         order = list(self.order) if self.order is not None else list(states)
         if sorted(order) != sorted(states):
@@ -98,28 +79,32 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
         folds = list(KFold(self.cv, shuffle=True, random_state=self.random_state).split(Xf))
         features = Xf.reset_index(drop=True)
         targets = yf.reset_index(drop=True)
+        weights = (sample_weight.reset_index(drop=True) if isinstance(sample_weight, pd.DataFrame)
+                   else sample_weight)
         self.estimators_ = []
         for name in order:
             state = states[name]
-            cols = list(state.task.source_columns)
-            model = clone(template).set_params(tasks=[state.task]).fit(features, targets[cols])
+            model = fit_one(template, state, features, targets, self.task_states_, weights)
             self.estimators_.append(model)
             if name == order[-1]:
                 break
             oof = None
             for train, test in folds:
-                fold_model = clone(template).set_params(tasks=[state.task])
+                fold_y = targets.iloc[train]
+                fold_w = None if weights is None else (
+                    weights.iloc[train] if isinstance(weights, pd.DataFrame) else np.asarray(weights)[train])
                 try:
-                    fold_model.fit(features.iloc[train], targets[cols].iloc[train])
+                    fold_model = fit_one(template, state, features.iloc[train], fold_y,
+                                         self.task_states_, fold_w)
                 except PolyheadError:
                     fold_model = model  # a fold without enough labels: fall back to the full fit
                 out = fold_model._predict_outputs(fold_model._check_X(features.iloc[test], fit=False))[name]
-                out = _align_classes(out, fold_model.task_states_[0], state)
+                out = align_outputs(out, fold_model.task_states_[0], state)
                 if oof is None:
                     oof = np.zeros((len(features), *out.shape[1:]))
                 oof[test] = out
             assert oof is not None
-            features = features.assign(**chain_columns(state, oof))
+            features = features.assign(**state.chain_features(oof))
         return self
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -129,7 +114,7 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
         for name, model in zip(self.order_, self.estimators_, strict=True):
             out = model._predict_outputs(model._check_X(features, fit=False))[name]
             outputs[name] = out
-            features = features.assign(**chain_columns(states[name], out))
+            features = features.assign(**states[name].chain_features(out))
         return outputs
 
     def _extra_state(self) -> dict[str, Any]:

@@ -7,9 +7,10 @@ from typing import Any
 import numpy as np
 
 from .. import _params as P
+from ..kinds import Slot
 from ..registry import register_estimator
 from ..tasks import TaskSpec
-from .sklearn_base import SklearnMultiTask, Slot, groups_by_kind, stack_targets
+from .sklearn_base import SklearnMultiTask, fit_params, groups_by_objective
 
 
 @register_estimator
@@ -73,9 +74,12 @@ class MultiTaskForest(SklearnMultiTask):
         self.n_jobs = n_jobs
         self.max_categories = max_categories
 
-    def _forest(self, regression: bool) -> Any:
+    objectives = ("regression", "classification", "poisson")
+
+    def _forest(self, objective: str) -> Any:
         from sklearn import ensemble
 
+        regression = objective != "classification"
         name = {("random_forest", True): "RandomForestRegressor",
                 ("random_forest", False): "RandomForestClassifier",
                 ("extra_trees", True): "ExtraTreesRegressor",
@@ -83,15 +87,17 @@ class MultiTaskForest(SklearnMultiTask):
         kwargs: dict[str, Any] = {}
         if self.max_features != "auto":
             kwargs["max_features"] = self.max_features
+        if objective == "poisson":
+            kwargs["criterion"] = "poisson"
         return getattr(ensemble, name)(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, random_state=self.random_state,
             n_jobs=self.n_jobs, **kwargs)
 
-    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
-        units = []
-        for group in groups_by_kind(slots):
-            rows, y = stack_targets(group)
-            model = self._forest(group[0].kind == "regression").fit(F[rows], y)
-            units.append(([s.key for s in group], model))
-        return units
+    def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
+        return groups_by_objective(slots)
+
+    def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> Any:
+        model = self._forest(group[0].objective)
+        return model.fit(F, y, **fit_params(model, weight))

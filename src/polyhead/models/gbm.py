@@ -9,9 +9,10 @@ import numpy as np
 
 from .. import _params as P
 from ..exceptions import ModelFileError
+from ..kinds import Slot
 from ..registry import register_estimator
 from ..tasks import TaskSpec
-from .sklearn_base import SklearnMultiTask, Slot, groups_by_kind, stack_targets
+from .sklearn_base import SklearnMultiTask, groups_by_objective
 
 _MIN_ROWS_FOR_EARLY_STOPPING = 100
 
@@ -41,6 +42,7 @@ class BoosterUnit:
 
     def predict(self, F: np.ndarray) -> np.ndarray:
         return self._raw(F)
+
 
     def predict_proba(self, F: np.ndarray) -> np.ndarray:
         raw = self._raw(F)
@@ -129,19 +131,18 @@ class MultiTaskGBM(SklearnMultiTask):
         self.n_jobs = n_jobs
         self.max_categories = max_categories
 
-    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
-        if self.backend == "xgboost":
-            groups = [g for g in groups_by_kind(slots) if g[0].kind == "regression"]
-            groups += [[s] for s in slots if s.kind == "classification"]
-        else:
-            groups = [[s] for s in slots]
-        units = []
-        for group in groups:
-            rows, y = stack_targets(group)
-            fit = {"hist": self._fit_hist, "lightgbm": self._fit_lightgbm,
-                   "xgboost": self._fit_xgboost}[self.backend]
-            units.append(([s.key for s in group], fit(F[rows], y, group[0].kind == "regression")))
-        return units
+    objectives = ("regression", "classification", "poisson", "quantile")
+
+    def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
+        if self.backend == "xgboost":  # multi-output trees for the regression outputs
+            return [g for g in groups_by_objective(slots, ("regression",))]
+        return [[s] for s in slots]
+
+    def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> Any:
+        fit = {"hist": self._fit_hist, "lightgbm": self._fit_lightgbm,
+               "xgboost": self._fit_xgboost}[self.backend]
+        return fit(F, y, weight, group[0])
 
     def _stops(self, n: int) -> bool:
         return self.early_stopping and n >= _MIN_ROWS_FOR_EARLY_STOPPING
@@ -156,31 +157,51 @@ class MultiTaskGBM(SklearnMultiTask):
             valid = valid[np.isin(classes[valid], classes[train])]
         return train, valid
 
-    def _fit_hist(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+    def _fit_hist(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
         from sklearn import ensemble
 
-        cls = ensemble.HistGradientBoostingRegressor if regression else ensemble.HistGradientBoostingClassifier
+        objective = slot.objective
+        kwargs: dict[str, Any] = dict(
+            max_iter=self.n_estimators, learning_rate=self.learning_rate,
+            max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
+            n_iter_no_change=self.n_iter_no_change, random_state=self.random_state)
+        if objective == "classification":
+            cls: Any = ensemble.HistGradientBoostingClassifier
+        else:
+            cls = ensemble.HistGradientBoostingRegressor
+            kwargs["loss"] = {"regression": "squared_error", "poisson": "poisson",
+                              "quantile": "quantile"}[objective]
+            if objective == "quantile":
+                kwargs["quantile"] = slot.alpha
         stops = self._stops(len(y))
-        model = cls(max_iter=self.n_estimators, learning_rate=self.learning_rate,
-                    max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
-                    early_stopping=stops, n_iter_no_change=self.n_iter_no_change,
-                    random_state=self.random_state)
+        model = cls(early_stopping=stops, **kwargs)
         if not stops:
-            return model.fit(F, y)
+            return model.fit(F, y, sample_weight=weight)
         # Our own random split: scikit-learn's is stratified and fails on classes seen once.
-        train, valid = self._split(len(y), y if not regression else None)
-        return model.fit(F[train], y[train], X_val=F[valid], y_val=y[valid])
+        train, valid = self._split(len(y), y if objective == "classification" else None)
+        extra = {} if weight is None else {"sample_weight": weight[train],
+                                           "sample_weight_val": weight[valid]}
+        return model.fit(F[train], y[train], X_val=F[valid], y_val=y[valid], **extra)
 
-    def _fit_lightgbm(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+    def _fit_lightgbm(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
         lgb = _require("lightgbm", "lightgbm")
-        params = dict(n_estimators=self.n_estimators, learning_rate=self.learning_rate,
-                      num_leaves=self.max_leaf_nodes, max_depth=self.max_depth or -1,
-                      random_state=self.random_state, n_jobs=self.n_jobs, verbose=-1,
-                      min_child_samples=min(20, max(1, len(y) // 10)))
-        model = lgb.LGBMRegressor(**params) if regression else lgb.LGBMClassifier(**params)
+        objective = slot.objective
+        params: dict[str, Any] = dict(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            num_leaves=self.max_leaf_nodes, max_depth=self.max_depth or -1,
+            random_state=self.random_state, n_jobs=self.n_jobs, verbose=-1,
+            min_child_samples=min(20, max(1, len(y) // 10)))
+        if objective == "classification":
+            model = lgb.LGBMClassifier(**params)
+        else:
+            params["objective"] = {"regression": "regression", "poisson": "poisson",
+                                   "quantile": "quantile"}[objective]
+            if objective == "quantile":
+                params["alpha"] = slot.alpha
+            model = lgb.LGBMRegressor(**params)
         kwargs: dict[str, Any] = {}
         if self._stops(len(y)):
-            train, valid = self._split(len(y), None if regression else y)
+            train, valid = self._split(len(y), y if objective == "classification" else None)
             import inspect
 
             # LightGBM 4.7 renamed eval_set to eval_X / eval_y
@@ -190,18 +211,25 @@ class MultiTaskGBM(SklearnMultiTask):
             kwargs = {**evals,
                       "callbacks": [lgb.early_stopping(self.n_iter_no_change, verbose=False)]}
             F, y = F[train], y[train]
-        model.fit(F, y, **kwargs)
-        classes = None if regression else np.asarray(model.classes_, dtype=np.int64)
+            weight = None if weight is None else weight[train]
+        model.fit(F, y, sample_weight=weight, **kwargs)
+        classes = np.asarray(model.classes_, dtype=np.int64) if objective == "classification" else None
         return BoosterUnit("lightgbm", model.booster_, classes)
 
-    def _fit_xgboost(self, F: np.ndarray, y: np.ndarray, regression: bool) -> Any:
+    def _fit_xgboost(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
         xgb = _require("xgboost", "xgboost")
+        objective = slot.objective
         params: dict[str, Any] = dict(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             max_leaves=self.max_leaf_nodes, max_depth=self.max_depth or 0, tree_method="hist",
             grow_policy="lossguide", random_state=self.random_state, n_jobs=self.n_jobs)
-        if regression and y.ndim == 2:
+        if objective == "regression" and y.ndim == 2:
             params["multi_strategy"] = "multi_output_tree"
+        if objective == "poisson":
+            params["objective"] = "count:poisson"
+        elif objective == "quantile":
+            params.update(objective="reg:quantileerror", quantile_alpha=slot.alpha)
+        regression = objective != "classification"
         stops = self._stops(len(y))
         train, valid = self._split(len(y), None if regression else y) if stops else (np.arange(len(y)), None)
         y_train = y[train]
@@ -213,10 +241,14 @@ class MultiTaskGBM(SklearnMultiTask):
                 y_valid = np.searchsorted(classes, y_valid)
         model = xgb.XGBRegressor(**params) if regression else xgb.XGBClassifier(**params)
         eval_set = None
+        sample_weight_eval_set = None
         if valid is not None and len(valid):
             model.set_params(early_stopping_rounds=self.n_iter_no_change)
             eval_set = [(F[valid], y_valid)]
-        model.fit(F[train], y_train, eval_set=eval_set, verbose=False)
+            if weight is not None:
+                sample_weight_eval_set = [weight[valid]]
+        model.fit(F[train], y_train, sample_weight=None if weight is None else weight[train],
+                  eval_set=eval_set, sample_weight_eval_set=sample_weight_eval_set, verbose=False)
         return BoosterUnit("xgboost", model.get_booster(), classes)
 
     def _unit_to_bytes(self, model: Any) -> tuple[str, bytes]:

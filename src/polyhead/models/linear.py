@@ -8,9 +8,10 @@ from typing import Any
 import numpy as np
 
 from .. import _params as P
+from ..kinds import Slot
 from ..registry import register_estimator
 from ..tasks import TaskSpec
-from .sklearn_base import SklearnMultiTask, Slot, groups_by_kind, stack_targets
+from .sklearn_base import SklearnMultiTask, fit_params, groups_by_objective
 
 
 @register_estimator
@@ -19,9 +20,11 @@ class MultiTaskLinear(SklearnMultiTask):
 
     Regression tasks are fitted together with scikit-learn's ``MultiTaskElasticNet`` on
     standardised targets: its L2,1 penalty selects the same features for every task (the
-    MultiTaskLasso idea). When regression labels are missing unevenly across tasks, each task
-    gets its own ``ElasticNet`` on its labelled rows instead. Classification tasks (and each
-    label of a multilabel task) get a ``LogisticRegression``. Features are standardised and
+    MultiTaskLasso idea). When regression labels are missing unevenly across tasks (or sample
+    weights differ per target), each task gets its own ``ElasticNet`` on its labelled rows
+    instead. Class outputs (binary, multiclass, each label of a multilabel task, each "above
+    class k" question of an ordinal task) get a ``LogisticRegression``, count tasks a
+    ``PoissonRegressor`` and each quantile of a quantile task a ``QuantileRegressor``. Features are standardised and
     one-hot encoded inside (:class:`~polyhead.features.FeatureEncoder`).
 
     Parameters
@@ -58,28 +61,38 @@ class MultiTaskLinear(SklearnMultiTask):
         self.n_jobs = n_jobs
         self.max_categories = max_categories
 
-    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
+    objectives = ("regression", "classification", "poisson", "quantile")
+
+    def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
+        # regression outputs jointly (MultiTaskElasticNet); the others each on their own rows
+        return groups_by_objective(slots, ("regression",))
+
+    def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> Any:
         import warnings
 
         from sklearn.exceptions import ConvergenceWarning
-        from sklearn.linear_model import ElasticNet, LogisticRegression, MultiTaskElasticNet
+        from sklearn.linear_model import (
+            ElasticNet,
+            LogisticRegression,
+            MultiTaskElasticNet,
+            PoissonRegressor,
+            QuantileRegressor,
+        )
 
-        units = []
-        for group in groups_by_kind(slots):
-            if group[0].kind == "regression":
-                rows, y = stack_targets(group)
-                cls = MultiTaskElasticNet if y.ndim == 2 else ElasticNet
-                model = cls(alpha=self.alpha, l1_ratio=self.l1_ratio, max_iter=self.max_iter,
-                            random_state=self.random_state)
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    units.append(([s.key for s in group], model.fit(F[rows], y)))
-            else:
-                for slot in group:  # each classifier on the rows that have its own label
-                    own_rows, target = stack_targets([slot])
-                    model = LogisticRegression(C=self.C, max_iter=self.max_iter,
-                                               random_state=self.random_state)
-                    with warnings.catch_warnings():
-                        warnings.simplefilter("ignore", ConvergenceWarning)
-                        units.append(([slot.key], model.fit(F[own_rows], target)))
-        return units
+        objective = group[0].objective
+        model: Any
+        if objective == "regression":
+            cls = MultiTaskElasticNet if y.ndim == 2 else ElasticNet
+            model = cls(alpha=self.alpha, l1_ratio=self.l1_ratio, max_iter=self.max_iter,
+                        random_state=self.random_state)
+        elif objective == "classification":
+            model = LogisticRegression(C=self.C, max_iter=self.max_iter,
+                                       random_state=self.random_state)
+        elif objective == "poisson":
+            model = PoissonRegressor(alpha=self.alpha, max_iter=self.max_iter)
+        else:
+            model = QuantileRegressor(quantile=group[0].alpha, alpha=self.alpha, solver="highs")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            return model.fit(F, y, **fit_params(model, weight))

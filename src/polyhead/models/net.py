@@ -215,14 +215,23 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.max_categories = max_categories
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any) -> MultiTaskNet:
-        """Fit the network on features ``X`` and targets ``y`` (one column per task)."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MultiTaskNet:
+        """Fit the network on features ``X`` and targets ``y`` (one column per task).
+
+        ``sample_weight``: one weight per row, or a DataFrame shaped like ``y`` with a weight
+        per row and target column (per task, per label). Each task's loss is the weighted mean
+        over its labelled rows.
+        """
         P.validate_params(self, self._parameter_constraints)
         check_device(self.device)
-        Xf, yf = self._prepare_fit(X, y)
+        Xf, yf = self._prepare_fit(X, y, sample_weight)
         self.features_ = FeatureEncoder(max_categories=self.max_categories).fit(Xf)
         features = self.features_.transform(Xf)
-        targets = {t.name: t.encode(yf) for t in self.task_states_}
+        targets = {}
+        for t in self.task_states_:
+            values, _ = t.encode(yf)
+            weight = self._training_weights[t.name]
+            targets[t.name] = (values, None if weight is None else weight.astype(np.float32))
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
@@ -239,7 +248,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         from ..nn import MultiTaskModule
         from ..nn.packed import PackedMultiTaskModule
 
-        heads = {t.name: t.out_dim for t in self.task_states_}
+        heads = {t.name: t.head_width for t in self.task_states_}
         hidden = tuple(int(h) for h in self.hidden)
         if self.n_ensemble > 1:
             if self.norm == "batch":
@@ -254,8 +263,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         from ..nn import get_weighting
 
         weighting = get_weighting(self.weighting)
-        weighting.setup([t.kind for t in self.task_states_],
-                        [t.task.weight for t in self.task_states_])
+        weighting.setup(self.task_states_, [t.task.weight for t in self.task_states_])
         return weighting.to(self.device)
 
     def build_optimizer(self) -> Any:
@@ -310,8 +318,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             return int(self.batch_size)
         return int(min(256, max(32, 2 ** math.floor(math.log2(max(n_train, 1) / 16)))))
 
-    def fit_loop(self, features: np.ndarray, targets: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        """Epochs of training with validation, early stopping and the learning-rate schedule."""
+    def fit_loop(self, features: np.ndarray,
+                 targets: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
+        """Epochs of training with validation, early stopping and the learning-rate schedule.
+
+        ``targets``: per task, its encoded targets and its weights (None: every label present,
+        equal weights; else 0 where missing or out of its condition).
+        """
         import torch
 
         train_idx, valid_idx = self._split(len(features))
@@ -321,10 +334,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
         def tensors(idx: np.ndarray) -> tuple[Any, dict[str, tuple[Any, Any]]]:
             x = torch.from_numpy(features[idx]).to(device)
-            # A task with every label present needs no mask: None takes the plain-mean path.
+            # A task with every label present and equal weights needs no weights: None takes
+            # the plain-mean path.
             t = {k: (torch.from_numpy(v[idx]).to(device),
-                     None if m[idx].all() else torch.from_numpy(m[idx]).to(device))
-                 for k, (v, m) in targets.items()}
+                     None if w is None or bool((w[idx] == 1).all()) else torch.from_numpy(w[idx]).to(device))
+                 for k, (v, w) in targets.items()}
             return x, t
 
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
@@ -424,14 +438,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return losses.detach()
 
     def compute_loss(self, outputs: dict[str, Any], targets: dict[str, tuple[Any, Any]]) -> Any:
-        """The vector of per-task losses, each masked to the labels present."""
+        """The vector of per-task losses (each kind's own), each over its weighted labels."""
         import torch
 
-        from ..nn.losses import LOSS_FUNCTIONS
-
-        return torch.stack([
-            LOSS_FUNCTIONS[(t.kind, t.task.loss or "")](outputs[t.name], *targets[t.name])
-            for t in self.task_states_])
+        return torch.stack([t.loss(outputs[t.name], *targets[t.name]) for t in self.task_states_])
 
     def evaluate_losses(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
         """Per-task losses on held-out rows, without gradients."""
@@ -458,7 +468,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "hidden": [int(h) for h in self.hidden], "activation": self.activation,
                 "n_ensemble": int(self.n_ensemble),
                 "dropout": self.dropout, "norm": self.norm,
-                "heads": {t.name: t.out_dim for t in self.task_states_},
+                "heads": {t.name: t.head_width for t in self.task_states_},
                 "n_parameters": int(sum(p.numel() for p in self.module_.parameters())),
                 "summary": str(self.module_),
             },
@@ -495,10 +505,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     # -- predict -----------------------------------------------------------------------------
     def _member_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per task, every member's outputs ``(K, n, ...)`` (regression in target units)."""
+        """Per task, every member's outputs ``(K, n, ...)`` (as its kind documents them)."""
         import torch
-
-        from ..nn.losses import activate
 
         features = self.features_.transform(X)
         parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}
@@ -509,38 +517,38 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 x = torch.from_numpy(features[start:start + chunk]).to(self.device)
                 raw = self.module_(x)
                 for t in self.task_states_:
-                    values = activate(t.kind, raw[t.name]).double().cpu().numpy()
+                    values = t.output(raw[t.name]).double().cpu().numpy()
                     parts[t.name].append(values if self.n_ensemble > 1 else values[None])
-        out = {}
-        for t in self.task_states_:
-            values = np.concatenate(parts[t.name], axis=1)
-            out[t.name] = values * t.scale + t.mean if t.kind == "regression" else values
-        return out
+        return {t.name: np.concatenate(parts[t.name], axis=1) for t in self.task_states_}
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         # averaging probabilities (not logits) keeps each member's calibration
         return {name: members.mean(axis=0) for name, members in self._member_outputs(X).items()}
 
-    def predict(self, X: Any, return_std: bool = False) -> Any:
+    def predict(self, X: Any, return_std: bool = False, *, expected: bool = False) -> Any:
         """Predictions per task (see :meth:`MultiTaskMixin.predict`).
 
         With ``return_std=True``, also the standard deviation across ensemble members of each
-        regression task's prediction, in the target's units (zeros when ``n_ensemble=1``),
-        shaped like the regression columns of the predictions.
+        numeric task's prediction (regression, count), in the target's units (zeros when
+        ``n_ensemble=1``), shaped like those tasks' prediction columns.
         """
         if not return_std:
-            return super().predict(X)
+            return super().predict(X, expected=expected)
         from sklearn.utils.validation import check_is_fitted
+
+        from .base import check_outputs
 
         check_is_fitted(self, "task_states_")
         Xf = self._check_X(X, fit=False)
         members = self._member_outputs(Xf)
         index = X.index if isinstance(X, pd.DataFrame) else pd.RangeIndex(len(Xf))
         outputs = {name: m.mean(axis=0) for name, m in members.items()}
-        pred = self._format(outputs, index)
-        stds = {t.name: members[t.name].std(axis=0) for t in self.task_states_ if t.kind == "regression"}
+        check_outputs(outputs, index)
+        pred = self._format(outputs, index, expected)
+        stds = {t.name: members[t.name].std(axis=0) for t in self.task_states_
+                if not t.has_proba and members[t.name].ndim == 2}
         if not stds:
-            raise PolyheadError("return_std=True needs at least one regression task")
+            raise PolyheadError("return_std=True needs at least one regression or count task")
         if self._y_format in ("frame", "series"):
             std: Any = pd.DataFrame(stds, index=index)
             if self._y_format == "series":

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -10,11 +11,12 @@ import pandas as pd
 from sklearn.base import BaseEstimator, clone, is_classifier, is_regressor
 
 from ..exceptions import PolyheadError
+from ..kinds import Slot
 from ..registry import register_estimator
 from ..tasks import TaskSpec
 from .base import MultiTaskMixin
 from .composite import CompositeMixin
-from .sklearn_base import SklearnMultiTask, Slot, stack_targets
+from .sklearn_base import SklearnMultiTask, fit_params
 
 
 def is_polyhead(estimator: Any) -> bool:
@@ -49,28 +51,45 @@ class SingleTarget(SklearnMultiTask):
         self.n_jobs = n_jobs
         self.max_categories = max_categories
 
-    def _for_kind(self, kind: str, task: str) -> Any:
+    def _for_objective(self, objective: str, task: str) -> Any:
+        kind = "regression" if objective == "regression" else "classification"
         est = self.estimator
         if isinstance(est, dict):
             est = est.get(kind)
         if est is None:
-            raise PolyheadError(f"task {task!r} is a {kind} task but no {kind} estimator was "
-                                "given; pass {'regression': ..., 'classification': ...}")
+            raise PolyheadError(f"task {task!r} needs a {kind} estimator but none was given; "
+                                "pass {'regression': ..., 'classification': ...}")
         ok = is_regressor(est) if kind == "regression" else is_classifier(est)
         if not ok:
             raise PolyheadError(f"task {task!r} needs a {'regressor' if kind == 'regression' else 'classifier'}"
                                 f", got {type(est).__name__}")
         return clone(est)
 
-    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
-        units = []
-        for slot in slots:
-            rows, y = stack_targets([slot])
-            model = self._for_kind(slot.kind, slot.task)
-            if self.random_state is not None and "random_state" in model.get_params():
-                model.set_params(random_state=self.random_state)
-            units.append(([slot.key], model.fit(F[rows], y)))
-        return units
+    def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> Any:
+        model = self._for_objective(group[0].objective, group[0].task or group[0].key)
+        if self.random_state is not None and "random_state" in model.get_params():
+            model.set_params(random_state=self.random_state)
+        return model.fit(F, y, **fit_params(model, weight))
+
+
+def fit_one(template: Any, state: Any, X: pd.DataFrame, y: pd.DataFrame, states: list[Any],
+            sample_weight: Any = None) -> Any:
+    """A clone of ``template`` fitted to one task: on the rows where its condition holds (the
+    composite applies the condition at prediction), with its columns' sample weights."""
+    from ..conditions import condition_rows
+
+    rows = condition_rows(states, y, state.name)
+    task = replace(state.task, given=None, otherwise=None)
+    cols = list(state.task.source_columns)
+    model = clone(template).set_params(tasks=[task])
+    kwargs = {}
+    if sample_weight is not None:
+        weights = (sample_weight[[c for c in cols if c in sample_weight.columns]]
+                   if isinstance(sample_weight, pd.DataFrame) else np.asarray(sample_weight))
+        kwargs["sample_weight"] = (weights.iloc[rows] if isinstance(weights, pd.DataFrame)
+                                   else weights[rows])
+    return model.fit(X.iloc[rows], y[cols].iloc[rows], **kwargs)
 
 
 def per_task_template(estimator: Any, random_state: int | None) -> Any:
@@ -117,15 +136,13 @@ class Separate(CompositeMixin, MultiTaskMixin, BaseEstimator):
     def _template(self) -> Any:
         return per_task_template(self.estimator, self.random_state)
 
-    def fit(self, X: Any, y: Any) -> Separate:
-        """Fit one model per task on the same features."""
-        Xf, yf = self._prepare_fit(X, y)
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Separate:
+        """Fit one model per task on the same features (a conditional task on the rows where
+        its condition holds)."""
+        Xf, yf = self._prepare_fit(X, y, sample_weight)
         template = self._template()
-        self.estimators_ = []
-        for t in self.task_states_:
-            model = clone(template).set_params(tasks=[t.task])
-            model.fit(Xf, yf[list(t.task.source_columns)])
-            self.estimators_.append(model)
+        self.estimators_ = [fit_one(template, t, Xf, yf, self.task_states_, sample_weight)
+                            for t in self.task_states_]
         return self
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:

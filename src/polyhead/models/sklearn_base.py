@@ -1,27 +1,30 @@
-"""The shared machinery of the tree and linear families: tasks become output *slots*, a family
-groups slots into fitted models ("units"), and predictions flow back into per-task outputs.
+"""The shared machinery of the tree and linear families.
 
-A slot is one output column: a regression task is one slot, a binary or multiclass task one
-slot of class codes, a multilabel task one binary slot per label. Regression slots are fitted
-on standardised targets, so multi-output models weigh every target alike.
+Each task's kind turns it into *slots* (:class:`~polyhead.kinds.Slot`): single-output problems,
+each with an objective ("regression", "classification", "poisson", "quantile"). A family groups
+slots into fitted models ("units"), fitting each with the estimator it has for that objective
+(or refusing the task in one line), and each kind turns its slots' predictions back into its
+outputs. Sample weights and condition masks reach every slot; a classification slot whose
+labels are all one class (a constant multilabel label, common in a cross-validation fold) is a
+:class:`ConstantUnit`, the same in every family.
 
 Units are persisted without pickle: scikit-learn models with skops against an explicit
-allow-list of types (:data:`TRUSTED_TYPES`), boosters in their own formats.
+allow-list of types (:data:`TRUSTED_TYPES`), boosters in their own formats, constants as JSON.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+import json
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator
 
 from .. import _params as P
-from ..exceptions import ModelFileError
+from ..exceptions import ModelFileError, PolyheadError
 from ..features import FeatureEncoder
-from ..tasks import FittedTask, multilabel_values, regression_values
+from ..kinds import Kind, Slot
 from .base import MultiTaskMixin
 
 # Types a skops file may construct when loaded; anything else is refused (tampered file).
@@ -31,116 +34,176 @@ TRUSTED_TYPES = frozenset({
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
     "sklearn.ensemble._hist_gradient_boosting.common.PREDICTOR_RECORD_DTYPE",
     "sklearn._loss.loss.HalfSquaredError", "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss", "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.LogitLink", "sklearn._loss.link.SymmetricMultinomialLogit",
+    "sklearn._loss.loss.HalfMultinomialLoss", "sklearn._loss.loss.HalfPoissonLoss",
+    "sklearn._loss.loss.PinballLoss", "sklearn._loss.link.IdentityLink",
+    "sklearn._loss.link.LogitLink", "sklearn._loss.link.LogLink",
+    "sklearn._loss.link.SymmetricMultinomialLogit",
     "sklearn._loss.link.Interval", "sklearn._loss._loss.CyHalfSquaredError",
     "sklearn._loss._loss.CyHalfBinomialLoss", "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss._loss.CyHalfPoissonLoss", "sklearn._loss._loss.CyPinballLoss",
+    "sklearn.linear_model._glm.glm._GeneralizedLinearRegressor",
     "sklearn.utils._bunch.Bunch", "builtins.slice", "numpy.random._mt19937.MT19937",
     "numpy.random.mtrand.RandomState", "numpy.random._pickle.__randomstate_ctor",
     "numpy.random._pickle.__bit_generator_ctor", "numpy.dtype",
 })
 
-
-@dataclass
-class Slot:
-    """One output column of one task: values, observed-mask, and how to read it back."""
-
-    task: str
-    kind: str                 # "regression" or "classification"
-    label: int | None         # label index for multilabel tasks
-    n_classes: int            # 0 for regression
-    values: np.ndarray = field(repr=False)
-    mask: np.ndarray = field(repr=False)
-
-    @property
-    def key(self) -> str:
-        return self.task if self.label is None else f"{self.task}[{self.label}]"
+SlotInfo = tuple[str, str, str, int, Any]  # key, task, objective, n_classes, alpha
 
 
-def make_slots(states: list[FittedTask], y: pd.DataFrame) -> list[Slot]:
-    slots = []
-    for t in states:
-        if t.kind == "regression":
-            raw = regression_values(t.task, y[t.task.source_columns[0]])
-            mask = ~np.isnan(raw)
-            z = np.where(mask, (raw - t.mean) / t.scale, 0.0)
-            slots.append(Slot(t.name, "regression", None, 0, z, mask))
-        elif t.kind == "multilabel":
-            values = multilabel_values(t.task, y)
-            for j in range(values.shape[1]):
-                mask = ~np.isnan(values[:, j])
-                slots.append(Slot(t.name, "classification", j, 2,
-                                  np.where(mask, values[:, j], 0).astype(np.int64), mask))
-        else:
-            codes = t.class_codes(y[t.task.source_columns[0]])
-            mask = codes >= 0
-            slots.append(Slot(t.name, "classification", None, t.out_dim if t.kind == "multiclass" else 2,
-                              np.where(mask, codes, 0).astype(np.int64), mask))
-    return slots
+def make_slots(states: list[Kind], y: pd.DataFrame,
+               weights: dict[str, np.ndarray | None]) -> list[tuple[str, Slot]]:
+    """Every task's slots, with its training weights (missing labels, conditions, sample
+    weights) folded into each slot's mask and weight: ``[(task name, slot), ...]``."""
+    out = []
+    for state in states:
+        slots = state.slots(y)
+        weight = weights.get(state.name)
+        for j, slot in enumerate(slots):
+            slot.task = state.name
+            if weight is not None:
+                w = weight[:, j] if weight.ndim == 2 else weight
+                slot.mask = slot.mask & (w > 0)
+                kept = w[slot.mask]
+                slot.weight = None if np.all(kept == 1.0) else w
+            out.append((state.name, slot))
+    return out
 
 
-def groups_by_kind(slots: list[Slot], *, joint: bool = True) -> list[list[Slot]]:
-    """Slots grouped for multi-output models: one group per kind when every row has either all
-    or none of the group's labels; otherwise (labels missing unevenly) one group per slot."""
-    groups = []
-    for kind in ("regression", "classification"):
-        members = [s for s in slots if s.kind == kind]
+def groups_by_objective(slots: list[Slot], objectives: tuple[str, ...] = (
+        "regression", "classification", "poisson")) -> list[list[Slot]]:
+    """Slots grouped for multi-output models: one group per objective when every row has
+    either all or none of the group's labels and their weights agree; otherwise (labels missing
+    unevenly, per-column weights) one group per slot."""
+    groups: list[list[Slot]] = []
+    for objective in objectives:
+        members = [s for s in slots if s.objective == objective]
         if not members:
             continue
         masks = np.column_stack([s.mask for s in members])
         consistent = bool(np.all(masks.all(axis=1) == masks.any(axis=1)))
-        if joint and len(members) > 1 and consistent:
+        same_weights = all(_same(s.weight, members[0].weight) for s in members)
+        if len(members) > 1 and consistent and same_weights:
             groups.append(members)
         else:
             groups.extend([s] for s in members)
+    groups.extend([s] for s in slots if s.objective not in objectives)
     return groups
 
 
-def stack_targets(group: list[Slot]) -> tuple[np.ndarray, np.ndarray]:
-    """Rows with every label of the group, and the (n,) or (n, k) target for them."""
+def _same(a: np.ndarray | None, b: np.ndarray | None) -> bool:
+    if a is None or b is None:
+        return a is None and b is None
+    return bool(np.array_equal(a, b))
+
+
+def stack_targets(group: list[Slot]) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """Rows with every label of the group, the (n,) or (n, k) target, and the rows' weights."""
     rows = np.flatnonzero(np.all(np.column_stack([s.mask for s in group]), axis=1))
     y = np.column_stack([s.values[rows] for s in group])
-    return rows, (y[:, 0] if len(group) == 1 else y)
+    weight = None if group[0].weight is None else group[0].weight[rows]
+    return rows, (y[:, 0] if len(group) == 1 else y), weight
+
+
+class ConstantUnit:
+    """The prediction of a classification slot that saw a single class: that class, with
+    probability 1 (what a forest fitted on such a label predicts)."""
+
+    def __init__(self, code: int, n_classes: int) -> None:
+        self.code = int(code)
+        self.n_classes = int(n_classes)
+        self.classes_ = np.arange(self.n_classes)
+
+    def predict_proba(self, F: np.ndarray) -> np.ndarray:
+        proba = np.zeros((len(F), self.n_classes))
+        proba[:, self.code] = 1.0
+        return proba
+
+    def to_bytes(self) -> bytes:
+        return json.dumps({"code": self.code, "n_classes": self.n_classes}).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> ConstantUnit:
+        try:
+            meta = json.loads(data)
+            code, n = meta["code"], meta["n_classes"]
+        except (ValueError, KeyError, TypeError):
+            raise ModelFileError("a constant unit is malformed") from None
+        if not (isinstance(code, int) and isinstance(n, int) and 0 <= code < n <= 10**6):
+            raise ModelFileError("a constant unit is malformed")
+        return cls(code, n)
 
 
 class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     """Base of the estimator families built from scikit-learn-style models.
 
-    Subclasses implement ``_fit_units(F, slots)`` returning ``[(slot keys, model), ...]`` and
-    may override ``_predict_unit``/``_unit_to_bytes``/``_unit_from_bytes`` for non-sklearn
-    models (boosters).
+    Subclasses list the ``objectives`` they can fit, implement ``_fit_group(group, F, y, w)``
+    returning a fitted model, and may override ``_groups`` (which slots share a model),
+    ``_predict_unit`` and ``_unit_to_bytes``/``_unit_from_bytes`` (boosters).
     """
 
     _standardize_features = True
+    objectives: ClassVar[tuple[str, ...]] = ("regression", "classification")
     _common: dict[str, list[Any]] = {"random_state": [P.SEED], "n_jobs": [P.NONE, P.Interval(int, -1, None)],
                                      "max_categories": [P.Interval(int, 1, None)]}
     max_categories: int
 
-    def fit(self, X: Any, y: Any) -> Any:
-        """Fit on features ``X`` and targets ``y`` (one column per task)."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+        """Fit on features ``X`` and targets ``y`` (one column per task).
+
+        ``sample_weight``: one weight per row, or a DataFrame shaped like ``y`` with a weight
+        per row and target column.
+        """
         P.validate_params(self, {**self._common, **self._parameter_constraints})
-        Xf, yf = self._prepare_fit(X, y)
+        Xf, yf = self._prepare_fit(X, y, sample_weight)
+        for state in self.task_states_:
+            needed = {s.objective for s in state.slots(yf.iloc[:0])}
+            missing = sorted(needed - set(self.objectives))
+            if missing:
+                raise PolyheadError(f"{type(self).__name__} cannot fit task {state.name!r} "
+                                    f"({state.kind}): it has no {missing[0]} objective")
         self.features_ = FeatureEncoder(numeric="standard" if self._standardize_features else "none",
                                         max_categories=self.max_categories).fit(Xf)
         F = self.features_.transform(Xf)
-        slots = make_slots(self.task_states_, yf)
-        self.slots_ = [(s.key, s.task, s.kind, s.label, s.n_classes) for s in slots]
+        pairs = make_slots(self.task_states_, yf, self._training_weights)
+        slots = [s for _, s in pairs]
+        self.slots_: list[SlotInfo] = [(s.key, task, s.objective, s.n_classes, s.alpha)
+                                       for task, s in pairs]
         self.units_ = self._fit_units(F, slots)
         return self
 
-    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:  # pragma: no cover
+    def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
+        return [[s] for s in slots]
+
+    def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
+        units = []
+        for group in self._groups(slots):
+            rows, y, weight = stack_targets(group)
+            keys = [s.key for s in group]
+            if not len(rows):
+                raise PolyheadError(f"output {group[0].key!r} has no labelled row to learn from")
+            if len(group) == 1 and group[0].objective == "classification":
+                present = np.unique(y)
+                if len(present) < 2:
+                    units.append((keys, ConstantUnit(int(present[0]), group[0].n_classes)))
+                    continue
+            units.append((keys, self._fit_group(group, F[rows], y, weight)))
+        return units
+
+    def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
+                   weight: np.ndarray | None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
     # -- predict -------------------------------------------------------------------------------
-    def _predict_unit(self, model: Any, F: np.ndarray, slots: list[tuple]) -> list[np.ndarray]:
-        """Per slot: regression -> standardised values (n,); classification -> (n, n_classes)."""
-        if slots[0][2] == "regression":
+    def _predict_unit(self, model: Any, F: np.ndarray, slots: list[SlotInfo]) -> list[np.ndarray]:
+        """Per slot: standardised values (regression, quantile), counts (poisson), or
+        ``(n, n_classes)`` probabilities (classification)."""
+        if slots[0][2] != "classification":
             pred = np.asarray(model.predict(F), dtype=float).reshape(len(F), -1)
             return [pred[:, j] for j in range(len(slots))]
         proba = model.predict_proba(F)
         probas = proba if isinstance(proba, list) else [proba]
         classes = model.classes_ if isinstance(model.classes_, list) else [model.classes_]
-        return [_align(p, c, s[4]) for p, c, s in zip(probas, classes, slots, strict=True)]
+        return [_align(p, c, s[3]) for p, c, s in zip(probas, classes, slots, strict=True)]
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
         F = self.features_.transform(X)
@@ -149,26 +212,19 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         for keys, model in self.units_:
             for key, out in zip(keys, self._predict_unit(model, F, [by_key[k] for k in keys]), strict=True):
                 results[key] = out
-        outputs = {}
-        for t in self.task_states_:
-            if t.kind == "regression":
-                outputs[t.name] = results[t.name] * t.scale + t.mean
-            elif t.kind == "binary":
-                outputs[t.name] = results[t.name][:, 1]
-            elif t.kind == "multiclass":
-                outputs[t.name] = results[t.name]
-            else:
-                outputs[t.name] = np.column_stack(
-                    [results[f"{t.name}[{j}]"][:, 1] for j in range(t.out_dim)])
-        return outputs
+        return {t.name: t.from_slots(results) for t in self.task_states_}
 
     # -- persistence -------------------------------------------------------------------------
     def _unit_to_bytes(self, model: Any) -> tuple[str, bytes]:
+        if isinstance(model, ConstantUnit):
+            return "constant", model.to_bytes()
         import skops.io as sio
 
         return "skops", sio.dumps(model)
 
     def _unit_from_bytes(self, fmt: str, data: bytes) -> Any:
+        if fmt == "constant":
+            return ConstantUnit.from_bytes(data)
         if fmt != "skops":
             raise ModelFileError(f"unexpected model format {fmt!r} for {type(self).__name__}")
         return load_skops(data)
@@ -183,7 +239,7 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
             name = f"unit{i}.{fmt}"
             self._files[name] = data
             units.append({"slots": keys, "file": name, "format": fmt,
-                                   "model": type(model).__name__})
+                          "model": type(model).__name__})
         return state, {}
 
     def _get_files(self) -> dict[str, bytes]:
@@ -192,12 +248,26 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
         files = files or {}
-        self.slots_ = [tuple(s) for s in manifest["slots"]]
+        slots = manifest.get("slots")
+        if not isinstance(slots, list):
+            raise ModelFileError("the manifest has no list of slots")
+        self.slots_ = []
+        for s in slots:
+            if not (isinstance(s, list) and len(s) == 5 and isinstance(s[0], str)):
+                raise ModelFileError(f"invalid slot entry {s!r}")
+            key, task, objective, n_classes, alpha = s
+            if objective in ("regression", "classification") and not isinstance(n_classes, int):
+                raise ModelFileError(f"invalid slot entry {s!r}")
+            self.slots_.append((key, task, objective, n_classes, alpha))
+        known = {s[0] for s in self.slots_}
         units = []
-        for unit in manifest["units"]:
-            if unit["file"] not in files:
-                raise ModelFileError(f"model file {unit['file']} is missing")
-            units.append((list(unit["slots"]), self._unit_from_bytes(unit["format"], files[unit["file"]])))
+        for unit in manifest.get("units") or []:
+            if not isinstance(unit, dict) or unit.get("file") not in files:
+                raise ModelFileError(f"model file {unit.get('file') if isinstance(unit, dict) else unit} is missing")
+            keys = unit.get("slots")
+            if not isinstance(keys, list) or not set(keys) <= known:
+                raise ModelFileError(f"unit {unit['file']} names unknown outputs")
+            units.append((list(keys), self._unit_from_bytes(unit["format"], files[unit["file"]])))
         self.units_ = units
 
 
@@ -206,6 +276,18 @@ def _align(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray
     full = np.zeros((proba.shape[0], n_classes))
     full[:, np.asarray(classes, dtype=int)] = proba
     return full
+
+
+def fit_params(model: Any, weight: np.ndarray | None) -> dict[str, Any]:
+    """``sample_weight`` for ``model.fit`` when there are weights (an error if it cannot take
+    them)."""
+    if weight is None:
+        return {}
+    from sklearn.utils.validation import has_fit_parameter
+
+    if not has_fit_parameter(model, "sample_weight"):
+        raise PolyheadError(f"{type(model).__name__} does not take sample_weight")
+    return {"sample_weight": weight}
 
 
 def load_skops(data: bytes) -> Any:

@@ -1,4 +1,4 @@
-"""The neural side of polyhead: the trunk-and-heads module, losses and loss weighting.
+"""The neural side of polyhead: the trunk-and-heads module, its optimiser and loss weighting.
 
 Importing this package imports torch; the rest of polyhead imports it only when a network is
 fitted or loaded.

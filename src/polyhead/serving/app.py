@@ -131,9 +131,7 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
                     raise ValueError("empty batch: 'columns' hold no values")
             return self
 
-    tasks_meta = [{"name": t.name, "kind": t.kind, "columns": list(t.task.source_columns),
-                   "classes": (None if t.classes is None else t.classes.tolist())}
-                  for t in model.task_states_]
+    tasks_meta = [t.metadata() for t in model.task_states_]
     metadata = {
         "polyhead_version": __version__, "model_polyhead_version": manifest.get("polyhead_version"),
         "format_version": manifest.get("format_version"), "estimator": manifest.get("estimator"),
@@ -249,11 +247,40 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
             components = schema.setdefault("components", {}).setdefault("schemas", {})
             components.update(request_schema.pop("$defs", {}))
             components["PredictRequest"] = request_schema
+            components["PredictResponse"] = response_schema(model)
+            responses = schema["paths"]["/predict"]["post"].setdefault("responses", {})
+            responses["200"] = {"description": "Predictions in row order", "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/PredictResponse"}}}}
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def response_schema(model: Any) -> dict[str, Any]:
+    """JSON schema of a /predict answer: each task's prediction columns with the type its kind
+    gives (a conditional task's may be null), and probabilities for kinds that have them."""
+    row: dict[str, Any] = {}
+    proba: dict[str, Any] = {}
+    for t in model.task_states_:
+        value = t.json_type()
+        if t.task.given is not None:
+            value = {"anyOf": [value, {"type": "null"}]}
+        for column in t.output_columns:
+            row[column] = {**value, "description": f"task {t.name!r} ({t.kind})"}
+        if t.has_proba:
+            names = t.output_columns if t.classes is None else [str(c) for c in t.classes.tolist()]
+            proba[t.name] = {"type": "object", "properties": {n: {"type": "number"} for n in names}}
+    schema: dict[str, Any] = {
+        "title": "PredictResponse", "type": "object", "required": ["predictions"],
+        "properties": {"predictions": {"type": "array", "items": {
+            "type": "object", "properties": row, "required": list(row)}}}}
+    if proba:
+        schema["properties"]["probabilities"] = {
+            "type": "array", "description": "with ?proba=true",
+            "items": {"type": "object", "properties": proba}}
+    return schema
 
 
 def _count_rows(payload: Any) -> int:
@@ -334,22 +361,26 @@ class LimitAndLog:
 
 
 def _has_proba(model: Any) -> bool:
-    return any(t.kind in ("binary", "multiclass", "multilabel") for t in model.task_states_)
+    return any(t.has_proba for t in model.task_states_)
 
 
 def _as_frames(model: Any, probabilities: Any) -> dict[str, Any]:
+    """predict_proba's answer, whatever the model's y format was, as DataFrames per task."""
     import pandas as pd
 
-    if isinstance(probabilities, dict):
-        out = {}
-        for t in model.task_states_:
-            if t.name in probabilities:
-                value = probabilities[t.name]
-                out[t.name] = value if isinstance(value, pd.DataFrame) else t.proba_frame(
-                    value[:, 1] if t.kind == "binary" else value, pd.RangeIndex(len(value)))
-        return out
-    task = next(t for t in model.task_states_ if t.kind in ("binary", "multiclass", "multilabel"))
-    return {task.name: pd.DataFrame(probabilities, columns=[str(c) for c in task.classes.tolist()])}
+    tasks = [t for t in model.task_states_ if t.has_proba]
+    if not isinstance(probabilities, dict):
+        probabilities = {tasks[0].name: probabilities}
+    out = {}
+    for t in tasks:
+        value = probabilities.get(t.name)
+        if value is None:
+            continue
+        if not isinstance(value, pd.DataFrame):
+            columns = t.output_columns if t.classes is None else t.classes.tolist()
+            value = pd.DataFrame(value, columns=columns)
+        out[t.name] = value
+    return out
 
 
 def _non_finite(frame: Any, types: dict[str, Any]) -> "tuple[int, str, float] | None":

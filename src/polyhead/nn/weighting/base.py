@@ -21,9 +21,10 @@ class LossWeighting(nn.Module):
     name = "base"
     task_weights: torch.Tensor
 
-    def setup(self, kinds: Sequence[str], weights: Sequence[float]) -> None:
-        """Prepare for tasks of these kinds and user weights (called once per fit)."""
-        self.kinds = list(kinds)
+    def setup(self, tasks: Sequence[Any], weights: Sequence[float]) -> None:
+        """Prepare for these fitted tasks (:class:`~polyhead.kinds.Kind` instances) and their
+        user weights (called once per fit)."""
+        self.n_tasks = len(tasks)
         self.register_buffer("task_weights", torch.tensor(list(weights), dtype=torch.float32))
 
     def forward(self, losses: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract

@@ -1,7 +1,7 @@
 """Homoscedastic uncertainty weighting (Kendall, Gal and Cipolla, CVPR 2018).
 
 Each task t learns ``s_t = log sigma_t^2``. Regression losses are scaled by ``exp(-s_t) / 2``,
-classification losses by ``exp(-s_t)``, and ``s_t / 2`` is added to keep sigma from growing
+the others (classes, counts, quantiles) by ``exp(-s_t)``, and ``s_t / 2`` is added to keep sigma from growing
 without bound: tasks the model finds noisy are down-weighted automatically.
 """
 
@@ -32,10 +32,11 @@ class Uncertainty(LossWeighting):
         super().__init__()
         self.init_log_var = init_log_var
 
-    def setup(self, kinds: Sequence[str], weights: Sequence[float]) -> None:
-        super().setup(kinds, weights)
-        self.log_vars = nn.Parameter(torch.full((len(kinds),), float(self.init_log_var)))
-        factor = [0.5 if k == "regression" else 1.0 for k in kinds]
+    def setup(self, tasks: Sequence[Any], weights: Sequence[float]) -> None:
+        super().setup(tasks, weights)
+        self.log_vars = nn.Parameter(torch.full((len(tasks),), float(self.init_log_var)))
+        # 1/2 for Gaussian likelihoods (regression), 1 for the others: each kind says
+        factor = [float(t.uncertainty_factor) for t in tasks]
         self.register_buffer("factor", torch.tensor(factor))
 
     def forward(self, losses: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,187 @@
+"""What kinds with class labels share: learning the classes, coding labels, scoring classes."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .._convert import plain
+from ..exceptions import TaskError
+from .base import EPS, Kind
+
+
+def numeric_kind(values: pd.Series) -> str | None:
+    """'integer' or 'floating' when values are numbers (of any dtype), else None."""
+    inferred = pd.api.types.infer_dtype(values, skipna=True)
+    if inferred in ("integer",):
+        return "integer"
+    if inferred in ("floating", "mixed-integer-float", "decimal"):
+        return "floating"
+    return None
+
+
+def class_labels(values: pd.Series) -> np.ndarray:
+    """Sorted distinct labels, keeping their type; integral floats become ints."""
+    if isinstance(values.dtype, pd.CategoricalDtype):
+        present = set(values.dropna().unique().tolist())
+        return np.asarray([c for c in values.dtype.categories if c in present], dtype=object)
+    observed = values.dropna()
+    if numeric_kind(observed) == "integer":  # ints in an object column (beside None) stay ints
+        return np.unique(observed.to_numpy().astype(np.int64))
+    if numeric_kind(observed) == "floating":
+        as_float = observed.astype(float).to_numpy()
+        if np.all(np.mod(as_float, 1) == 0):
+            return np.unique(as_float.astype(np.int64))
+        return np.unique(as_float)
+    raw = observed.to_numpy()
+    try:
+        labels = np.unique(raw)
+    except TypeError:  # mixed types cannot be ordered: order by their text
+        labels = np.asarray(sorted(set(raw.tolist()), key=str), dtype=object)
+    if labels.dtype.kind in "OUST" or str(labels.dtype) == "str":
+        labels = np.asarray(labels.tolist(), dtype=object)
+    return labels
+
+
+def labels_json_type(classes: np.ndarray) -> dict[str, Any]:
+    kinds = {type(plain(c)) for c in classes.tolist()}
+    if kinds <= {bool}:
+        return {"type": "boolean"}
+    if kinds <= {int}:
+        return {"type": "integer"}
+    if kinds <= {int, float}:
+        return {"type": "number"}
+    if kinds <= {str}:
+        return {"type": "string"}
+    return {}
+
+
+class ClassKind(Kind):
+    """A kind whose target is one column of class labels (binary, multiclass, ordinal)."""
+
+    has_proba = True
+    can_condition = True
+    _classes: np.ndarray | None = None
+    _index: pd.Index | None = None
+
+    @property
+    def classes(self) -> np.ndarray | None:
+        return self._classes
+
+    def set_classes(self, classes: np.ndarray) -> None:
+        self._classes = classes
+        self._index = None
+
+    def class_codes(self, column: pd.Series) -> np.ndarray:
+        """Index of each label in ``classes``: -1 for missing labels, -2 for unseen classes."""
+        assert self._classes is not None
+        missing = column.isna().to_numpy()
+        values = column.to_numpy(dtype=object)
+        if self._index is None:
+            self._index = pd.Index(self._classes.tolist(), dtype=object)
+        codes = self._index.get_indexer(pd.Index(values.tolist(), dtype=object))
+        if self._classes.dtype.kind in "iuf":  # 3 and 3.0 are the same class
+            numeric = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=float)
+            unmatched = (codes < 0) & ~np.isnan(numeric)
+            if unmatched.any():
+                codes[unmatched] = self._index.get_indexer(pd.Index(numeric[unmatched].tolist()))
+        codes = np.where(codes < 0, -2, codes)
+        codes[missing] = -1
+        return codes.astype(np.int64)
+
+    def proba_array(self, outputs: np.ndarray) -> np.ndarray:
+        """Outputs as ``(n, n_classes)`` probabilities."""
+        return outputs
+
+    def proba_frame(self, outputs: np.ndarray, index: pd.Index) -> pd.DataFrame:
+        assert self._classes is not None
+        return pd.DataFrame(self.proba_array(outputs), index=index, columns=self._classes.tolist())
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        assert self._classes is not None
+        return self._classes[self.proba_array(outputs).argmax(axis=1)]
+
+    def otherwise_output(self, value: Any, n: int) -> np.ndarray:
+        """Outputs that say "class ``value``" for ``n`` rows (NaN when value is None)."""
+        assert self._classes is not None
+        proba = np.full((n, len(self._classes)), np.nan if value is None else 0.0)
+        if value is not None:
+            code = self.class_codes(pd.Series([value]))[0]
+            if code < 0:
+                raise TaskError(f"task {self.name!r}: otherwise={value!r} is not one of its "
+                                f"classes ({', '.join(map(repr, self._classes.tolist()[:8]))})")
+            proba[:, code] = 1.0
+        return self.from_proba(proba)
+
+    def from_proba(self, proba: np.ndarray) -> np.ndarray:
+        """Outputs from ``(n, n_classes)`` probabilities (the inverse of proba_array)."""
+        return proba
+
+    def class_metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, float]] | None:
+        """Codes and probabilities of the labelled rows, with accuracy and log loss; None
+        when no row is labelled. A class never seen in training counts as a wrong prediction
+        (and a probability of 0 in log loss, clipped at 1e-15), never as an error."""
+        codes = self.class_codes(self.column(y))
+        proba = self.proba_array(outputs)
+        keep = (codes != -1) & np.isfinite(proba).all(axis=1)
+        codes, proba = codes[keep], proba[keep]
+        if not len(codes):
+            return None
+        pred = proba.argmax(axis=1)
+        p_true = np.where(codes >= 0, proba[np.arange(len(codes)), np.maximum(codes, 0)], 0.0)
+        return codes, proba, {"n": float(len(codes)), "accuracy": float((pred == codes).mean()),
+                              "log_loss": float(-np.log(np.clip(p_true, EPS, 1.0)).mean())}
+
+    def macro_f1(self, codes: np.ndarray, pred: np.ndarray) -> float:
+        from sklearn import metrics as skm
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return float(skm.f1_score(codes, pred, average="macro", zero_division=0))
+
+    def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        assert self._classes is not None
+        proba = self.proba_array(outputs)
+        return {f"chain:{self.name}={label}": proba[:, j]
+                for j, label in enumerate(self._classes.tolist())}
+
+    def json_type(self) -> dict[str, Any]:
+        assert self._classes is not None
+        return labels_json_type(self._classes)
+
+    def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
+        from ..evaluation import plots
+
+        column = self.column(y)
+        keep = column.notna().to_numpy() & np.isfinite(self.proba_array(outputs)).all(axis=1)
+        return plots.confusion(column[keep].tolist(), self.predict(outputs[keep]).tolist(), title)
+
+    # -- files -------------------------------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        assert self._classes is not None
+        return {"classes": [plain(c) for c in self._classes.tolist()],
+                "classes_dtype": self._classes.dtype.str}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        classes = state.get("classes")
+        if not isinstance(classes, list) or len(classes) < 2 or not all(
+                isinstance(c, (str, int, float, bool)) and not (isinstance(c, float) and c != c)
+                for c in classes):
+            raise TaskError(f"task {self.name!r}: classes must be a list of at least two labels")
+        if len({(type(c), c) for c in classes}) != len(classes):
+            raise TaskError(f"task {self.name!r}: classes are not distinct")
+        dtype_text = state.get("classes_dtype")
+        try:
+            dtype = np.dtype(dtype_text) if isinstance(dtype_text, str) else np.dtype(object)
+        except TypeError:
+            raise TaskError(f"task {self.name!r}: invalid classes_dtype {dtype_text!r}") from None
+        if dtype.kind not in "biuf":
+            dtype = np.dtype(object)
+        try:
+            self.set_classes(np.asarray(classes, dtype=dtype))
+        except (ValueError, OverflowError, TypeError):
+            raise TaskError(f"task {self.name!r}: classes do not fit {dtype_text!r}") from None

@@ -1,0 +1,93 @@
+"""Binary classification: one of two class labels per row.
+
+Outputs: the probability of the second class (``classes[1]``: True, 1, "yes"...), ``(n,)``.
+Loss: log loss on a sigmoid. Metrics: accuracy, ROC AUC, log loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .._convert import plain
+from ..exceptions import TaskError
+from ._classes import ClassKind, class_labels
+from .base import Slot, masked_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Binary(ClassKind):
+    kind = "binary"
+    head_label = "sigmoid"
+    losses = ("log_loss",)
+    directions = {"accuracy": "max", "roc_auc": "max", "log_loss": "min"}
+    main_metric = "accuracy"
+    score_metric = "accuracy"
+    default_condition = 1  # given="buys": buys is its second class (True, 1, "yes")
+
+    def fit(self, y: pd.DataFrame) -> None:
+        column = self.column(y)
+        classes = class_labels(column)
+        if len(classes) < 2:
+            raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
+                            f"({plain(classes[0])!r}); a classification task needs at least two")
+        if len(classes) > 2:
+            raise TaskError(f"task {self.name!r}: binary task has {len(classes)} classes "
+                            f"(e.g. {', '.join(map(repr, map(plain, classes[:4].tolist())))}); "
+                            "use kind='multiclass'")
+        self.set_classes(classes)
+
+    def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.class_codes(self.column(y))
+        mask = codes >= 0
+        return np.where(mask, codes, 0).astype(np.float32), mask
+
+    def loss(self, raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if weight is None:
+            return F.binary_cross_entropy_with_logits(raw.squeeze(-1), target)
+        return masked_mean(F.binary_cross_entropy_with_logits(raw.squeeze(-1), target,
+                                                              reduction="none"), weight)
+
+    def output(self, raw: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.sigmoid(raw.squeeze(-1))
+
+    def proba_array(self, outputs: np.ndarray) -> np.ndarray:
+        return np.column_stack([1.0 - outputs, outputs])
+
+    def from_proba(self, proba: np.ndarray) -> np.ndarray:
+        return proba[:, 1]
+
+    def predict(self, outputs: np.ndarray) -> np.ndarray:
+        assert self._classes is not None
+        return self._classes[(outputs >= 0.5).astype(np.int64)]
+
+    def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
+        from sklearn import metrics as skm
+
+        scored = self.class_metrics(y, outputs)
+        if scored is None:
+            return self.empty_metrics()
+        codes, proba, out = scored
+        positive = codes == 1
+        both = positive.any() and (~positive).any()
+        out["roc_auc"] = float(skm.roc_auc_score(positive, proba[:, 1])) if both else np.nan
+        return {"n": out["n"], **{m: out[m] for m in self.directions}}
+
+    def slots(self, y: pd.DataFrame) -> list[Slot]:
+        codes, mask = self.encode(y)
+        return [Slot(self.name, "classification", codes.astype(np.int64), mask, n_classes=2)]
+
+    def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(results[self.name])[:, 1]
+
+    def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
+        return {f"chain:{self.name}": np.asarray(outputs, dtype=float)}

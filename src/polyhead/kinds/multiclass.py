@@ -1,0 +1,78 @@
+"""Multiclass classification: one of several class labels per row.
+
+Outputs: a probability per class, ``(n, n_classes)``. Loss: log loss on a softmax.
+Metrics: accuracy, macro-F1, log loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from .._convert import plain
+from ..exceptions import TaskError
+from ._classes import ClassKind, class_labels
+from .base import Slot, masked_mean
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Multiclass(ClassKind):
+    kind = "multiclass"
+    head_label = "softmax"
+    losses = ("log_loss",)
+    directions = {"accuracy": "max", "macro_f1": "max", "log_loss": "min"}
+    main_metric = "accuracy"
+    score_metric = "accuracy"
+
+    def fit(self, y: pd.DataFrame) -> None:
+        column = self.column(y)
+        classes = class_labels(column)
+        if len(classes) < 2:
+            raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
+                            f"({plain(classes[0])!r}); a classification task needs at least two")
+        self.set_classes(classes)
+
+    @property
+    def head_width(self) -> int:
+        assert self._classes is not None
+        return len(self._classes)
+
+    def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.class_codes(self.column(y))
+        return codes.astype(np.int64), codes >= 0
+
+    def loss(self, raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        if weight is None and raw.dim() == 2:  # one fused op on the common path
+            return F.cross_entropy(raw, target)
+        # flattened so packed ensembles' (K, n, C) outputs read as K*n rows of C classes
+        flat = F.cross_entropy(raw.reshape(-1, raw.shape[-1]), target.reshape(-1).clamp_min(0),
+                               reduction="none")
+        return masked_mean(flat, None if weight is None else weight.reshape(-1))
+
+    def output(self, raw: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        return torch.softmax(raw, dim=-1)
+
+    def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
+        scored = self.class_metrics(y, outputs)
+        if scored is None:
+            return self.empty_metrics()
+        codes, proba, out = scored
+        out["macro_f1"] = self.macro_f1(codes, proba.argmax(axis=1))
+        return {"n": out["n"], **{m: out[m] for m in self.directions}}
+
+    def slots(self, y: pd.DataFrame) -> list[Slot]:
+        codes, mask = self.encode(y)
+        return [Slot(self.name, "classification", np.where(mask, codes, 0), mask,
+                     n_classes=self.head_width)]
+
+    def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(results[self.name])

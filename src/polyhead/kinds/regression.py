@@ -1,0 +1,116 @@
+"""Regression: a number per row.
+
+The network learns the standardised target (``(y - mean) / std`` of the training labels) and
+predicts in the target's units. Losses: ``mse`` (default), ``huber``, ``mae``.
+Outputs: values in the target's units, ``(n,)``. Metrics: MAE, RMSE, R².
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .._convert import FLOAT32_MAX
+from ..exceptions import TaskError
+from .base import Kind, Slot, describe_bad, finite_float, masked_mean, numeric_values
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+
+class Scaled(Kind):
+    """A kind whose network target is a standardised number (regression, quantile)."""
+
+    mean: float = 0.0
+    scale: float = 1.0
+
+    def values(self, y: pd.DataFrame) -> np.ndarray:
+        return numeric_values(self.task, self.column(y), self.kind)
+
+    def fit(self, y: pd.DataFrame) -> None:
+        values = self.values(y)
+        observed = values[~np.isnan(values)]
+        with np.errstate(over="ignore", invalid="ignore"):
+            mean, std = float(observed.mean()), float(observed.std())
+        if not (np.isfinite(mean) and np.isfinite(std)):
+            raise TaskError(f"task {self.name!r}: target values too large to standardise "
+                            f"(e.g. {describe_bad(self.column(y), np.abs(values) == np.nanmax(np.abs(values)))})")
+        self.mean = mean
+        self.scale = std if std > 0 else 1.0
+        with np.errstate(over="ignore"):
+            z = np.abs((observed - self.mean) / self.scale)
+        if len(z) and not np.all(z <= FLOAT32_MAX):
+            raise TaskError(f"task {self.name!r}: a target value does not survive standardising")
+
+    def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        values = self.values(y)
+        mask = ~np.isnan(values)
+        z = np.where(mask, (values - self.mean) / self.scale, 0.0)
+        return z.astype(np.float32), mask
+
+    def otherwise_output(self, value: Any, n: int) -> np.ndarray:
+        return np.full(n, np.nan if value is None else float(value))
+
+    def state(self) -> dict[str, Any]:
+        return {"mean": self.mean, "scale": self.scale}
+
+    def load_state(self, state: Mapping[str, Any]) -> None:
+        self.mean = finite_float(state.get("mean"), f"task {self.name!r}: mean")
+        self.scale = finite_float(state.get("scale"), f"task {self.name!r}: scale", positive=True)
+
+
+class Regression(Scaled):
+    kind = "regression"
+    head_label = "value"
+    losses = ("mse", "huber", "mae")
+    directions = {"mae": "min", "rmse": "min", "r2": "max"}
+    main_metric = "mae"
+    score_metric = "r2"
+    point_value = True
+    uncertainty_factor = 0.5
+
+    def loss(self, raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        pred = raw.squeeze(-1)
+        name = self.loss_name
+        if name == "mse":
+            if weight is None:  # one fused op on the common path
+                return F.mse_loss(pred, target)
+            return masked_mean((pred - target) ** 2, weight)
+        if name == "huber":
+            return masked_mean(F.huber_loss(pred, target, reduction="none"), weight)
+        return masked_mean((pred - target).abs(), weight)
+
+    def output(self, raw: torch.Tensor) -> torch.Tensor:
+        return raw.squeeze(-1) * self.scale + self.mean
+
+    def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
+        from sklearn import metrics as skm
+
+        values = self.values(y)
+        keep = ~np.isnan(values) & np.isfinite(outputs)
+        t, p = values[keep], outputs[keep]
+        if not len(t):
+            return self.empty_metrics()
+        err = p - t
+        r2 = float(skm.r2_score(t, p)) if len(t) > 1 else np.nan
+        return {"n": float(len(t)), "mae": float(np.abs(err).mean()),
+                "rmse": float(np.sqrt((err ** 2).mean())), "r2": r2}
+
+    def slots(self, y: pd.DataFrame) -> list[Slot]:
+        z, mask = self.encode(y)
+        return [Slot(self.name, "regression", z.astype(np.float64), mask)]
+
+    def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
+        return np.asarray(results[self.name], dtype=float) * self.scale + self.mean
+
+    def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
+        from ..evaluation import plots
+
+        values = self.values(y)
+        keep = ~np.isnan(values) & np.isfinite(outputs)
+        return plots.scatter(values[keep].tolist(), outputs[keep].tolist(), title)

@@ -80,7 +80,7 @@ def test_save_unfitted():
     (lambda p: _edit(p, format_version=FORMAT_VERSION + 1), "upgrade polyhead"),
     (lambda p: _edit(p, estimator="os.system"), "unknown estimator 'os.system'"),
     (lambda p: _edit(p, format="other"), "not a polyhead model manifest"),
-    (lambda p: _edit(p, architecture={"in_features": 3}), "inconsistent"),
+    (lambda p: _edit(p, architecture={"in_features": 3}), "invalid architecture: in_features 3 differs"),
 ])
 def test_damaged_model_gives_clear_error(saved, damage, message):
     _, path, _ = saved
@@ -98,7 +98,7 @@ def test_weights_from_another_model_are_caught(saved, tmp_path, mixed):
     manifest = json.loads((path / MANIFEST).read_text())
     manifest["weights_sha256"] = json.loads((tmp_path / "other" / MANIFEST).read_text())["weights_sha256"]
     (path / MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ModelFileError, match="inconsistent"):
+    with pytest.raises(ModelFileError, match="the weights do not match the architecture"):
         polyhead.load(path)
 
 

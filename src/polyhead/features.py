@@ -382,7 +382,8 @@ def _checked_column(col: Any, legacy: str | None) -> dict[str, Any]:
     if col.get("type") == "categorical":
         cats = col.get("categories")
         if not isinstance(cats, list) or not all(
-                isinstance(c, (str, int, float, bool)) for c in cats):
+                isinstance(c, (str, int, float, bool)) for c in cats) or not pd.Index(
+                cats, dtype=object).is_unique:
             raise bad()
         col.setdefault("other", False)
         col.setdefault("encoding", "onehot")

@@ -28,7 +28,7 @@ from .exceptions import ModelFileError
 from .features import FeatureEncoder
 from .tasks import Task, task_from_dict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: fitted tasks as kinds ("state"), the encoder's numeric transforms
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 
@@ -162,9 +162,7 @@ def from_parts(manifest: dict[str, Any], tensors: dict[str, np.ndarray],
     if cls is None:
         raise ModelFileError(f"unknown estimator {manifest.get('estimator')!r} "
                              f"(known: {', '.join(registry)})")
-    params = dict(manifest["params"])
-    params["tasks"] = _tasks_from_json(params.get("tasks"))
-    estimator = cls(**_restore_params(params))
+    estimator = cls(**_params_from_json(manifest["params"]))
     estimator.task_states_ = [task_from_dict(t) for t in manifest["tasks"]]
     if manifest.get("features") is not None:
         estimator.features_ = FeatureEncoder.from_dict(manifest["features"])
@@ -237,8 +235,25 @@ def _json_safe(value: Any) -> Any:
     return value
 
 
+def _reject_constant(token: str) -> Any:
+    raise ModelFileError(f"the manifest holds {token}, which a model file never does")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not np.isfinite(value):
+        raise ModelFileError(f"the manifest holds the number {text}, which is not finite")
+    return value
+
+
+def parse_manifest(text: str) -> Any:
+    """Strict JSON: NaN, Infinity and numbers that overflow to infinity (1e999) are refused."""
+    return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+
+
 def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The manifest of a model directory, checked for format and version."""
+    """The manifest of a model directory, checked for format, version and structure (with
+    JSON only: no torch, nothing constructed beyond polyhead's own small values)."""
     root = Path(path)
     if not root.exists():
         raise ModelFileError(f"{root}: no such model directory")
@@ -246,20 +261,93 @@ def read_manifest(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ModelFileError(f"{root} is not a polyhead model directory (no {MANIFEST})")
     try:
         with open(root / MANIFEST, encoding="utf-8") as fh:
-            manifest = json.load(fh)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            manifest = parse_manifest(fh.read())
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ModelFileError(f"{root / MANIFEST} is corrupted: {exc}") from None
+    except ModelFileError as exc:
+        raise ModelFileError(f"{root / MANIFEST}: {exc}") from None
     if not isinstance(manifest, dict) or manifest.get("format") != "polyhead-model":
         raise ModelFileError(f"{root / MANIFEST} is not a polyhead model manifest")
     version = manifest.get("format_version")
-    if not isinstance(version, int):
-        raise ModelFileError(f"{root / MANIFEST} has no valid format_version")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise ModelFileError(f"{root / MANIFEST} has no valid format_version ({version!r})")
     if version > FORMAT_VERSION:
         raise ModelFileError(
             f"{root} was written with model format {version} (polyhead "
             f"{manifest.get('polyhead_version', '?')}); this polyhead ({__version__}) reads format "
             f"{FORMAT_VERSION} and older: upgrade polyhead to load it")
+    try:
+        check_manifest(manifest)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{root}: {exc}") from None
     return manifest
+
+
+_Y_FORMATS = ("frame", "series", "1d", "2d")
+
+
+def check_manifest(manifest: dict[str, Any]) -> None:
+    """Check a (sub-)manifest's structure and values before anything is built from it: every
+    malformed field is a ModelFileError naming it. Families check their own sections through
+    a ``_check_manifest`` class method."""
+    from .exceptions import PolyheadError
+    from .features import FeatureEncoder
+
+    def need(condition: bool, what: str) -> None:
+        if not condition:
+            raise ModelFileError(f"invalid {what}")
+
+    name = manifest.get("estimator")
+    registry = _registry()
+    if not (isinstance(name, str) and name in registry):
+        raise ModelFileError(f"unknown estimator {name!r} (known: {', '.join(registry)})")
+    need(isinstance(manifest.get("params"), dict), "params")
+    n_features = manifest.get("n_features_in")
+    need(_count(n_features, 10**7), f"n_features_in {n_features!r}")
+    columns = manifest.get("feature_columns")
+    need(isinstance(columns, list) and len(columns) == n_features
+         and all(isinstance(c, str) for c in columns), "feature_columns")
+    names_in = manifest.get("feature_names_in")
+    need(names_in is None or (isinstance(names_in, list) and all(isinstance(c, str) for c in names_in)),
+         "feature_names_in")
+    need(manifest.get("y_format") in _Y_FORMATS, f"y_format {manifest.get('y_format')!r}")
+    entries = manifest.get("tasks")
+    if not isinstance(entries, list) or not entries:
+        raise ModelFileError("invalid tasks")
+    try:
+        states = [task_from_dict(t) for t in entries]
+    except PolyheadError as exc:  # TaskError
+        raise ModelFileError(f"tasks: {exc}") from None
+    need(len({s.name for s in states}) == len(states), "tasks (a name is used twice)")
+    features = manifest.get("features")
+    encoder = None
+    if features is not None:
+        try:
+            encoder = FeatureEncoder.from_dict(features)
+        except PolyheadError as exc:
+            raise ModelFileError(f"features: {exc}") from None
+        need([c["name"] for c in encoder.columns_] == columns, "features (columns differ from "
+             "feature_columns)")
+    try:
+        estimator = registry[name](**_params_from_json(manifest["params"]))
+        estimator._check_params()
+    except ModelFileError:
+        raise
+    except Exception as exc:  # untrusted input: whatever it trips over is the file's fault
+        raise ModelFileError(f"params: {type(exc).__name__}: {exc}") from None
+    checker = getattr(registry[name], "_check_manifest", None)
+    if checker is not None:
+        checker(manifest, states, encoder)
+
+
+def _count(value: Any, limit: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
+
+
+def _params_from_json(params: dict[str, Any]) -> dict[str, Any]:
+    params = dict(params)
+    params["tasks"] = _tasks_from_json(params.get("tasks"))
+    return _restore_params(params)
 
 
 def load(path: str | os.PathLike[str]) -> Any:
@@ -287,9 +375,13 @@ def load(path: str | os.PathLike[str]) -> Any:
     except (SafetensorError, OSError, ValueError) as exc:
         raise ModelFileError(f"{weights} cannot be read: {exc}") from None
     files = {}
-    for name, digest in (manifest.get("files_sha256") or {}).items():
+    listed = manifest.get("files_sha256") or {}
+    if not isinstance(listed, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in listed.items()):
+        raise ModelFileError(f"{root}: invalid files_sha256")
+    for name, digest in listed.items():
         file = root / str(name)
-        if "/" in str(name) or "\\" in str(name) or not file.is_file():
+        if "/" in str(name) or "\\" in str(name) or name in ("", ".", "..") or not file.is_file():
             raise ModelFileError(f"{root}: model file {name} is missing")
         data = file.read_bytes()
         if hashlib.sha256(data).hexdigest() != digest:
@@ -300,7 +392,9 @@ def load(path: str | os.PathLike[str]) -> Any:
         return from_parts(manifest, tensors, files)
     except ModelFileError as exc:
         raise ModelFileError(f"{root}: {exc}") from None
-    except (KeyError, TypeError, ValueError, AttributeError, RuntimeError, IndexError) as exc:
+    except ImportError:  # an optional dependency the model needs: its message says which
+        raise
+    except Exception as exc:  # a file is untrusted input: whatever it trips over is its fault
         raise ModelFileError(f"{root}: the model files are inconsistent ({type(exc).__name__}: "
                              f"{exc})") from None
 

@@ -290,13 +290,52 @@ def fit_task(task: Task, y: pd.DataFrame) -> Kind:
     return get_kind(str(task.kind)).from_labels(task, y)
 
 
-def fit_tasks(tasks: list[Task], y: pd.DataFrame) -> list[Kind]:
-    """Every task fitted, with conditions checked against the fitted classes."""
-    from .conditions import check_condition_classes
+def fit_tasks(tasks: list[Task], y: pd.DataFrame,
+              weights: Mapping[str, np.ndarray] | None = None) -> list[Kind]:
+    """Every task fitted to the labels it trains on: a conditional task only to rows where its
+    condition holds, and no task to labels whose sample weight is 0 (those count as missing,
+    also for its scale and classes). Conditions are checked against the fitted classes."""
+    from .conditions import check_condition_classes, parse_given
 
-    states = [fit_task(t, y) for t in tasks]
+    fitted: dict[str, Kind] = {}
+    pending = list(tasks)
+    while pending:
+        ready = [t for t in pending if t.given is None or parse_given(t.given)[0] in fitted]
+        if not ready:  # pragma: no cover - check_conditions refuses cycles first
+            raise TaskError("conditions form a cycle")
+        for task in ready:
+            fitted[task.name] = fit_task(task, _training_labels(task, y, fitted, weights))
+            pending.remove(task)
+    states = [fitted[t.name] for t in tasks]
     check_condition_classes(states)
     return states
+
+
+def _training_labels(task: Task, y: pd.DataFrame, fitted: Mapping[str, Kind],
+                     weights: Mapping[str, np.ndarray] | None) -> pd.DataFrame:
+    """The task's columns with the labels it does not train on blanked."""
+    from .conditions import label_mask
+
+    cols = list(task.source_columns)
+    keep = np.ones((len(y), len(cols)), dtype=bool)
+    if task.given is not None:
+        probe = get_kind(str(task.kind))(task)  # only its task is read to follow the chain
+        mask = label_mask(probe, [*fitted.values(), probe], y)
+        assert mask is not None
+        keep &= mask[:, None]
+    if weights is not None:
+        for j, col in enumerate(cols):
+            if col in weights:
+                keep[:, j] &= weights[col] > 0
+    if keep.all():
+        return y[cols]
+    labelled = y[cols].notna().to_numpy()
+    if labelled.any() and not (labelled & keep).any():
+        why = ("its condition never holds on a labelled row" if task.given is not None and
+               weights is None else "the sample weights of its labelled rows are all zero, or "
+               "its condition never holds on them")
+        raise TaskError(f"task {task.name!r} has nothing to learn from: {why}")
+    return y[cols].astype(object).where(pd.DataFrame(keep, index=y.index, columns=cols))
 
 
 def task_from_dict(data: Mapping[str, Any]) -> Kind:
@@ -304,7 +343,11 @@ def task_from_dict(data: Mapping[str, Any]) -> Kind:
     if not isinstance(data, Mapping):
         raise TaskError(f"invalid fitted task entry: {data!r}")
     task = Task.from_dict(data.get("task", {}))
-    fitted = get_kind(str(task.kind))(task)
+    if not task.name or not (math.isfinite(task.weight) and task.weight >= 0):
+        raise TaskError(f"task {task.name!r}: invalid name or weight")
+    cls = get_kind(str(task.kind))
+    cls.check_task(task)
+    fitted = cls(task)
     state = data.get("state")
     if state is None:  # format 1: classes, mean and scale beside the task
         state = {k: data.get(k) for k in ("classes", "classes_dtype", "mean", "scale")}

@@ -72,9 +72,11 @@ class ClassKind(Kind):
     def classes(self) -> np.ndarray | None:
         return self._classes
 
-    def set_classes(self, classes: np.ndarray) -> None:
+    def set_classes(self, classes: np.ndarray, column: pd.Series | None = None) -> None:
         self._classes = classes
         self._index = None
+        if column is not None:
+            self.learn_prior(self.class_codes(column))
 
     def class_codes(self, column: pd.Series) -> np.ndarray:
         """Index of each label in ``classes``: -1 for missing labels, -2 for unseen classes."""
@@ -92,6 +94,15 @@ class ClassKind(Kind):
         codes = np.where(codes < 0, -2, codes)
         codes[missing] = -1
         return codes.astype(np.int64)
+
+    _prior: np.ndarray | None = None
+
+    def learn_prior(self, codes: np.ndarray) -> None:
+        """Class frequencies of the training labels (for :meth:`head_bias`)."""
+        assert self._classes is not None
+        known = codes[codes >= 0]
+        counts = np.bincount(known, minlength=len(self._classes)).astype(float)
+        self._prior = (counts + 0.5) / (counts.sum() + 0.5 * len(counts))
 
     def proba_array(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs as ``(n, n_classes)`` probabilities."""
@@ -172,7 +183,7 @@ class ClassKind(Kind):
                 isinstance(c, (str, int, float, bool)) and not (isinstance(c, float) and c != c)
                 for c in classes):
             raise TaskError(f"task {self.name!r}: classes must be a list of at least two labels")
-        if len({(type(c), c) for c in classes}) != len(classes):
+        if not pd.Index(classes, dtype=object).is_unique:  # pandas' equality: True == 1
             raise TaskError(f"task {self.name!r}: classes are not distinct")
         dtype_text = state.get("classes_dtype")
         try:
@@ -182,6 +193,10 @@ class ClassKind(Kind):
         if dtype.kind not in "biuf":
             dtype = np.dtype(object)
         try:
-            self.set_classes(np.asarray(classes, dtype=dtype))
+            array = np.asarray(classes, dtype=dtype)
         except (ValueError, OverflowError, TypeError):
             raise TaskError(f"task {self.name!r}: classes do not fit {dtype_text!r}") from None
+        if not pd.Index(array.tolist(), dtype=object).is_unique or (
+                dtype.kind in "iub" and array.tolist() != classes):
+            raise TaskError(f"task {self.name!r}: classes do not fit {dtype_text!r}")
+        self.set_classes(array)

@@ -187,6 +187,12 @@ class Kind:
         return self.encode(y)[1]
 
     # -- the network (torch) -----------------------------------------------------------------
+    def head_bias(self) -> np.ndarray | None:
+        """The head's starting bias: the raw output that predicts the training labels' prior
+        (class frequencies, quantiles...), so training starts from the base rate instead of
+        from noise (None: zeros). Only available on a task fitted in this process."""
+        return None
+
     def loss(self, raw: torch.Tensor, target: torch.Tensor,
              weight: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
         """The mean loss over observed labels (``weight``: 0 where missing; None: all present,

@@ -40,7 +40,13 @@ class Binary(ClassKind):
             raise TaskError(f"task {self.name!r}: binary task has {len(classes)} classes "
                             f"(e.g. {', '.join(map(repr, map(plain, classes[:4].tolist())))}); "
                             "use kind='multiclass'")
-        self.set_classes(classes)
+        self.set_classes(classes, column)
+
+    def head_bias(self) -> np.ndarray | None:
+        if self._prior is None:
+            return None
+        p = np.clip(self._prior[1], 1e-4, 1 - 1e-4)
+        return np.array([np.log(p / (1 - p))])
 
     def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         codes = self.class_codes(self.column(y))

@@ -35,12 +35,18 @@ class Multiclass(ClassKind):
         if len(classes) < 2:
             raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
                             f"({plain(classes[0])!r}); a classification task needs at least two")
-        self.set_classes(classes)
+        self.set_classes(classes, column)
 
     @property
     def head_width(self) -> int:
         assert self._classes is not None
         return len(self._classes)
+
+    def head_bias(self) -> np.ndarray | None:
+        if self._prior is None:
+            return None
+        log_prior = np.log(np.clip(self._prior, 1e-4, 1.0))
+        return log_prior - log_prior.mean()
 
     def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         codes = self.class_codes(self.column(y))

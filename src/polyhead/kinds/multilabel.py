@@ -73,11 +73,21 @@ class Multilabel(Kind):
             out[:, j] = values
         return out
 
+    _prior: np.ndarray | None = None
+
     def fit(self, y: pd.DataFrame) -> None:
         values = self.values(y)
         for j, col in enumerate(self.labels):
             if np.isnan(values[:, j]).all():
                 raise TaskError(f"task {self.name!r}: label column {col!r} is all missing")
+        observed = ~np.isnan(values)
+        self._prior = (np.where(observed, values, 0).sum(axis=0) + 0.5) / (observed.sum(axis=0) + 1.0)
+
+    def head_bias(self) -> np.ndarray | None:
+        if self._prior is None:
+            return None
+        p = np.clip(self._prior, 1e-4, 1 - 1e-4)
+        return np.log(p / (1 - p))
 
     def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         values = self.values(y)

@@ -76,7 +76,7 @@ class Ordinal(ClassKind):
         if len(classes) < 2:
             raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
                             f"({plain(classes[0])!r}); an ordinal task needs at least two")
-        self.set_classes(classes)
+        self.set_classes(classes, column)
         codes = self.class_codes(column)
         if (codes == -2).any():
             raise TaskError(f"task {self.name!r}: label {describe_bad(column, codes == -2)} is not "
@@ -98,6 +98,15 @@ class Ordinal(ClassKind):
         if self._classes.dtype.kind in "iuf":
             return self._classes.astype(float)
         return np.arange(self.n_classes, dtype=float)
+
+    def head_bias(self) -> np.ndarray | None:
+        """Raw outputs whose cumulative logits are the training labels' P(y > c_k)."""
+        if self._prior is None:
+            return None
+        above = np.clip(1 - np.cumsum(self._prior)[:-1], 1e-4, 1 - 1e-4)
+        z = np.log(above / (1 - above))
+        steps = np.maximum(z[:-1] - z[1:], 1e-3)
+        return np.concatenate([z[:1], np.log(np.expm1(steps))])  # softplus^-1 of the steps
 
     def encode(self, y: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
         codes = self.class_codes(self.column(y))

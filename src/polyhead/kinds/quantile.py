@@ -78,6 +78,21 @@ class Quantile(Scaled):
     def output_columns(self) -> list[str]:
         return [f"{self.name}:{quantile_label(q)}" for q in self.quantiles]
 
+    _start: np.ndarray | None = None
+
+    def fit(self, y: pd.DataFrame) -> None:
+        super().fit(y)
+        values = self.values(y)
+        observed = values[~np.isnan(values)]
+        self._start = (np.quantile(observed, self.quantiles) - self.mean) / self.scale
+
+    def head_bias(self) -> np.ndarray | None:
+        """Raw outputs that predict the training labels' own quantiles."""
+        if self._start is None:
+            return None
+        steps = np.maximum(np.diff(self._start), 1e-3)
+        return np.concatenate([self._start[:1], np.log(np.expm1(steps))])
+
     # -- the network ---------------------------------------------------------------------------
     @staticmethod
     def monotone(raw: torch.Tensor) -> torch.Tensor:

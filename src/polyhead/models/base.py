@@ -59,6 +59,14 @@ class MultiTaskMixin:
         tags.input_tags.string = True
         return tags
 
+    def _check_params(self) -> None:
+        """Every parameter against the rules the class declares (``_parameter_constraints``,
+        and ``_common`` for the tree and linear families): one PolyheadError naming it."""
+        from .._params import validate_params
+
+        rules = {**getattr(self, "_common", {}), **getattr(self, "_parameter_constraints", {})}
+        validate_params(self, rules)
+
     # -- inputs ------------------------------------------------------------------------------
     def _check_X(self, X: Any, *, fit: bool) -> pd.DataFrame:
         """X as a DataFrame with string column names, checked against what fit saw."""
@@ -175,8 +183,9 @@ class MultiTaskMixin:
         yf = self._check_y(y, len(Xf))
         tasks = resolve_tasks(self.tasks, yf)
         check_no_leak(Xf, yf, tasks)
-        self.task_states_ = fit_tasks(tasks, yf)
-        self._training_weights = training_weights(self.task_states_, yf, sample_weight)
+        per_column = _sample_weights(sample_weight, yf)
+        self.task_states_ = fit_tasks(tasks, yf, per_column)
+        self._training_weights = training_weights(self.task_states_, yf, per_column)
         return Xf, yf
 
     # -- fitted attributes ---------------------------------------------------------------------
@@ -386,17 +395,15 @@ def check_no_leak(X: pd.DataFrame, y: pd.DataFrame, tasks: list[Task]) -> None:
 
 
 def training_weights(states: list[Kind], y: pd.DataFrame,
-                     sample_weight: Any = None) -> dict[str, np.ndarray | None]:
+                     per_column: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
     """Per task: None when every label is present and weights are equal, else float weights
     shaped like the task's mask (``(n,)``, or ``(n, k)`` for multilabel tasks): 0 where the
     label is missing or the task's condition does not hold, the sample weight elsewhere.
 
-    ``sample_weight``: None, one weight per row (array-like), or a DataFrame shaped like ``y``
-    (columns named as ``y``'s, one weight per row and target column; columns it lacks weigh 1).
-    Weights must be finite and >= 0, and a task needs a positive weight on some labelled row.
+    ``per_column``: sample weights per target column (:func:`_sample_weights`), or None.
+    A task needs a positive weight on some labelled row.
     """
     n = len(y)
-    per_column = _sample_weights(sample_weight, y)
     masks = conditions.masks(states, y)
     out: dict[str, np.ndarray | None] = {}
     for t in states:
@@ -424,7 +431,12 @@ def training_weights(states: list[Kind], y: pd.DataFrame,
 
 
 def _sample_weights(sample_weight: Any, y: pd.DataFrame) -> dict[str, np.ndarray] | None:
-    """Sample weights per target column, checked (None when not given)."""
+    """Sample weights per target column, checked (None when not given).
+
+    ``sample_weight``: one weight per row (array-like), or a DataFrame shaped like ``y``
+    (columns named as ``y``'s, one weight per row and target column; columns it lacks weigh 1).
+    Weights must be finite and >= 0.
+    """
     if sample_weight is None:
         return None
     n = len(y)

@@ -64,7 +64,7 @@ class TaskChain(CompositeMixin, MultiTaskMixin, BaseEstimator):
         """Fit the tasks in ``order``, each on the features plus out-of-fold earlier outputs."""
         from sklearn.model_selection import KFold
 
-        P.validate_params(self, self._parameter_constraints)
+        self._check_params()
         Xf, yf = self._prepare_fit(X, y, sample_weight)
         states = {t.name: t for t in self.task_states_}
         order = list(self.order) if self.order is not None else list(states)

@@ -30,6 +30,26 @@ class CompositeMixin:
     def _get_files(self) -> dict[str, bytes]:
         return self._files
 
+    @classmethod
+    def _check_manifest(cls, manifest: dict[str, Any], states: list[Any], encoder: Any) -> None:
+        from ..exceptions import ModelFileError
+        from ..persistence import check_manifest
+
+        subs = manifest.get("estimators")
+        if not isinstance(subs, list) or len(subs) != len(states) or not all(isinstance(s, dict) for s in subs):
+            raise ModelFileError("invalid estimators: one sub-model per task is needed")
+        for i, (sub, state) in enumerate(zip(subs, states, strict=True)):
+            try:
+                check_manifest(sub)
+            except ModelFileError as exc:
+                raise ModelFileError(f"sub-model {i}: {exc}") from None
+            names = [t.get("task", {}).get("name") for t in sub.get("tasks", [])]
+            if names != [state.name]:
+                raise ModelFileError(f"sub-model {i} predicts {names}, not task {state.name!r}")
+        order = manifest.get("order")
+        if order is not None and sorted(map(str, order)) != sorted(s.name for s in states):
+            raise ModelFileError("invalid order: it must name every task once")
+
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
         from ..persistence import from_parts

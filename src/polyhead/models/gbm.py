@@ -43,6 +43,11 @@ class BoosterUnit:
     def predict(self, F: np.ndarray) -> np.ndarray:
         return self._raw(F)
 
+    def n_inputs(self) -> int:
+        if self.library == "lightgbm":
+            return int(self.booster.num_feature())
+        return int(self.booster.num_features())
+
 
     def predict_proba(self, F: np.ndarray) -> np.ndarray:
         raw = self._raw(F)

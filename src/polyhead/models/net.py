@@ -222,7 +222,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         per row and target column (per task, per label). Each task's loss is the weighted mean
         over its labelled rows.
         """
-        P.validate_params(self, self._parameter_constraints)
+        self._check_params()
         check_device(self.device)
         Xf, yf = self._prepare_fit(X, y, sample_weight)
         self.features_ = FeatureEncoder(max_categories=self.max_categories).fit(Xf)
@@ -231,6 +231,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         for t in self.task_states_:
             values, _ = t.encode(yf)
             weight = self._training_weights[t.name]
+            if weight is not None:  # a label outside a task's weight never reaches its loss
+                values = np.where(weight > 0, values, np.zeros((), values.dtype))
             targets[t.name] = (values, None if weight is None else weight.astype(np.float32))
         seed = self.random_state
         if seed is None:
@@ -238,7 +240,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self._seed = seed
         n_train = len(features) - math.floor(len(features) * self.validation_fraction)
         with _torch_session(seed, self._auto_threads(self._batch_size(n_train))):
-            self.module_ = self.build_module(features.shape[1])
+            self.module_ = self.build_module(features.shape[1]).to(self.device)
+            self.module_.init_head_bias({t.name: bias for t in self.task_states_
+                                         if (bias := t.head_bias()) is not None})
             self.weighting_ = self.build_weighting()
             self.fit_loop(features, targets)
         return self
@@ -255,9 +259,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
                                     "use norm='layer' or None")
             return PackedMultiTaskModule(self.n_ensemble, in_features, heads, hidden,
-                                         self.activation, self.dropout, self.norm).to(self.device)
+                                         self.activation, self.dropout, self.norm)
         return MultiTaskModule(in_features, heads, hidden, self.activation, self.dropout,
-                               self.norm).to(self.device)
+                               self.norm)
 
     def build_weighting(self) -> Any:
         from ..nn import get_weighting
@@ -477,17 +481,71 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         }
         return state, tensors
 
+    @classmethod
+    def _check_manifest(cls, manifest: dict[str, Any], states: list[Any], encoder: Any) -> None:
+        """The architecture section, checked against the tasks and the encoder (JSON only)."""
+        from ..exceptions import ModelFileError
+        from ..nn.names import ACTIVATION_NAMES
+
+        arch = manifest.get("architecture")
+
+        def need(condition: bool, what: str) -> None:
+            if not condition:
+                raise ModelFileError(f"invalid architecture: {what}")
+
+        def count(value: Any, limit: int) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
+
+        need(isinstance(arch, dict), "missing")
+        assert isinstance(arch, dict)
+        need(encoder is not None and arch.get("in_features") == encoder.n_outputs_,
+             f"in_features {arch.get('in_features')!r} differs from the encoder's outputs")
+        hidden = arch.get("hidden")
+        need(isinstance(hidden, list) and all(count(h, 1 << 20) for h in hidden), f"hidden {hidden!r}")
+        need(count(arch.get("n_ensemble", 1), 4096), f"n_ensemble {arch.get('n_ensemble')!r}")
+        need(arch.get("activation") in ACTIVATION_NAMES, f"activation {arch.get('activation')!r}")
+        need(arch.get("norm") in ("layer", "batch", None), f"norm {arch.get('norm')!r}")
+        dropout = arch.get("dropout", 0.0)
+        need(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
+             f"dropout {dropout!r}")
+        heads = arch.get("heads")
+        need(isinstance(heads, dict) and list(heads) == [s.name for s in states]
+             and all(heads[s.name] == s.head_width for s in states), "heads do not match the tasks")
+        training = manifest.get("training", {})
+        need(isinstance(training, dict) and all(
+            isinstance(training.get(k, 0), int) and not isinstance(training.get(k, 0), bool)
+            and training.get(k, 0) >= 0 for k in ("n_iter", "best_epoch")), "training")
+        need(isinstance(manifest.get("history", []), list), "history")
+
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
-        """Rebuild the network from a manifest and its tensors (see :func:`polyhead.load`)."""
+        """Rebuild the network from a manifest and its tensors (see :func:`polyhead.load`).
+
+        The network is first built on torch's "meta" device, which allocates nothing, and its
+        parameter shapes are compared with the file's tensors: a manifest that claims a layer
+        of twenty million units is refused before any memory is taken for it.
+        """
         import torch
+
+        from ..exceptions import ModelFileError
 
         arch = manifest["architecture"]
         if int(arch["in_features"]) != self.features_.n_outputs_:
             raise PolyheadError(f"architecture expects {arch['in_features']} inputs but the "
                                 f"feature encoder makes {self.features_.n_outputs_}")
         self.hidden = tuple(int(h) for h in arch["hidden"])
-        self.module_ = self.build_module(int(arch["in_features"]))
+        self.n_ensemble = int(arch.get("n_ensemble", self.n_ensemble))
+        with torch.device("meta"):
+            shapes = {k: tuple(v.shape) for k, v in self.build_module(
+                int(arch["in_features"])).state_dict().items()}
+        given = {k[len("module."):]: tuple(v.shape) for k, v in tensors.items() if k.startswith("module.")}
+        if shapes != given:
+            wrong = sorted(set(shapes) ^ set(given)) or sorted(k for k in shapes if shapes[k] != given[k])
+            name = wrong[0]
+            raise ModelFileError(f"the weights do not match the architecture: {name} is "
+                                 f"{given.get(name, 'missing')} in the file, "
+                                 f"{shapes.get(name, 'not expected')} by the manifest")
+        self.module_ = self.build_module(int(arch["in_features"])).to(self.device)
         self.weighting_ = self.build_weighting()
 
         def part(prefix: str) -> dict[str, Any]:

@@ -153,7 +153,7 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         ``sample_weight``: one weight per row, or a DataFrame shaped like ``y`` with a weight
         per row and target column.
         """
-        P.validate_params(self, {**self._common, **self._parameter_constraints})
+        self._check_params()
         Xf, yf = self._prepare_fit(X, y, sample_weight)
         for state in self.task_states_:
             needed = {s.objective for s in state.slots(yf.iloc[:0])}
@@ -232,7 +232,8 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         units: list[dict[str, Any]] = []
         state = {"slots": [list(s) for s in self.slots_], "units": units,
-                 "feature_standardize": self._standardize_features}
+                 "feature_standardize": self._standardize_features,
+                 "n_inputs": self.features_.n_outputs_}
         self._files: dict[str, bytes] = {}
         for i, (keys, model) in enumerate(self.units_):
             fmt, data = self._unit_to_bytes(model)
@@ -244,6 +245,29 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
 
     def _get_files(self) -> dict[str, bytes]:
         return self._files
+
+    @classmethod
+    def _check_manifest(cls, manifest: dict[str, Any], states: list[Any], encoder: Any) -> None:
+        """Slots must be exactly those the tasks' kinds imply, and every slot must belong to
+        exactly one unit."""
+        slots, units = manifest.get("slots"), manifest.get("units")
+        if encoder is None or not isinstance(slots, list) or not isinstance(units, list):
+            raise ModelFileError("invalid model section: features, slots and units are needed")
+        if manifest.get("n_inputs", encoder.n_outputs_) != encoder.n_outputs_:
+            raise ModelFileError(f"invalid features: the encoder makes {encoder.n_outputs_} "
+                                 f"inputs, the models were fitted on {manifest.get('n_inputs')!r}")
+        expected = [[s.key, state.name, s.objective, s.n_classes, s.alpha]
+                    for state in states for s in state.slots(_empty_labels(state))]
+        if slots != expected:
+            raise ModelFileError("invalid slots: they differ from what the tasks imply")
+        keys: list[str] = []
+        for unit in units:
+            if not (isinstance(unit, dict) and isinstance(unit.get("slots"), list)
+                    and isinstance(unit.get("file"), str) and isinstance(unit.get("format"), str)):
+                raise ModelFileError(f"invalid unit entry {unit!r}")
+            keys += unit["slots"]
+        if sorted(map(str, keys)) != sorted(s[0] for s in expected):
+            raise ModelFileError("invalid units: every output needs exactly one fitted model")
 
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
@@ -267,8 +291,28 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
             keys = unit.get("slots")
             if not isinstance(keys, list) or not set(keys) <= known:
                 raise ModelFileError(f"unit {unit['file']} names unknown outputs")
-            units.append((list(keys), self._unit_from_bytes(unit["format"], files[unit["file"]])))
+            model = self._unit_from_bytes(unit["format"], files[unit["file"]])
+            width = _unit_width(model)
+            if width is not None and width != self.features_.n_outputs_:
+                raise ModelFileError(f"unit {unit['file']} was fitted on {width} inputs; the "
+                                     f"feature encoder makes {self.features_.n_outputs_}")
+            units.append((list(keys), model))
         self.units_ = units
+
+
+def _unit_width(model: Any) -> int | None:
+    """How many inputs a fitted unit expects (None: any, a constant)."""
+    if isinstance(model, ConstantUnit):
+        return None
+    width = getattr(model, "n_features_in_", None)
+    if width is None and hasattr(model, "n_inputs"):
+        width = model.n_inputs()
+    return None if width is None else int(width)
+
+
+def _empty_labels(state: Kind) -> pd.DataFrame:
+    """A zero-row frame with a task's columns (what its slots look like, without data)."""
+    return pd.DataFrame({c: pd.Series([], dtype=float) for c in state.task.source_columns})
 
 
 def _align(proba: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:

@@ -7,10 +7,13 @@ from collections.abc import Callable, Mapping, Sequence
 import torch
 from torch import nn
 
+from .names import ACTIVATION_NAMES, NORM_NAMES
+
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU, "tanh": nn.Tanh, "elu": nn.ELU,
 }
-NORMS = ("layer", "batch", None)
+NORMS = NORM_NAMES
+assert tuple(ACTIVATIONS) == ACTIVATION_NAMES
 
 
 def mlp_layers(in_features: int, hidden: Sequence[int], activation: str, dropout: float,
@@ -73,3 +76,11 @@ class MultiTaskModule(nn.Module):
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         h = self.trunk.forward(x)
         return {name: head.forward(h) for name, head in self.heads.items()}
+
+    @torch.no_grad()
+    def init_head_bias(self, biases: Mapping[str, Sequence[float]]) -> None:
+        """Start each named head's bias at the given values (its kind's prior)."""
+        for name, bias in biases.items():
+            head = self.heads[name]
+            assert isinstance(head, nn.Linear) and head.bias is not None
+            head.bias.copy_(torch.as_tensor(list(bias), dtype=head.bias.dtype))

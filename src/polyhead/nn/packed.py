@@ -63,6 +63,16 @@ class PackedMultiTaskModule(nn.Module):
         self.head_sizes = {name: int(dim) for name, dim in heads.items()}
         self.heads = PackedLinear(k, self.trunk.out_features, sum(self.head_sizes.values()))
 
+    @torch.no_grad()
+    def init_head_bias(self, biases: Mapping[str, Sequence[float]]) -> None:
+        """Start each named head's bias, in every member, at the given values."""
+        start = 0
+        for name, size in self.head_sizes.items():
+            if name in biases:
+                self.heads.bias[:, 0, start:start + size] = torch.as_tensor(
+                    list(biases[name]), dtype=self.heads.bias.dtype)
+            start += size
+
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         if x.dim() == 2:
             x = x.unsqueeze(0).expand(self.k, -1, -1)

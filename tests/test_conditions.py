@@ -155,7 +155,6 @@ def test_weights_pull_every_family_towards_the_heavy_rows(family):
 
 
 def test_per_task_weights_follow_the_columns_of_y():
-    rng = np.random.default_rng(0)
     n = 300
     X = pd.DataFrame({"a": np.zeros(n)})
     y = pd.DataFrame({"u": np.where(np.arange(n) < 150, 1.0, 3.0), "v": np.where(np.arange(n) < 150, 1.0, 3.0)})

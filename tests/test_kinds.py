@@ -65,7 +65,7 @@ def test_class_labels_encode_then_predict_round_trips(labels, kind):
     order = sorted(set(labels)) if types == {str} else None
     y = pd.DataFrame({"t": pd.Series(labels, dtype=object)})
     state = fitted(Task("t", kind=kind, classes=order if kind == "ordinal" else None), y)
-    codes, mask = state.encode(y)
+    codes, _ = state.encode(y)
     proba = np.eye(len(state.classes))[codes]
     assert state.predict(state.from_proba(proba)).tolist() == labels
 
@@ -119,7 +119,7 @@ def test_counts_are_never_negative(raw):
 def test_fitted_state_round_trips_through_json(kind):
     import json
 
-    X, y = mixed_kinds(60)
+    _, y = mixed_kinds(60)
     y = y.assign(flag=y["y"] > 0, cls=np.arange(60) % 3, t1=np.arange(60) % 2, t2=1 - np.arange(60) % 2)
     tasks = {"regression": Task("y", kind="regression"), "binary": Task("flag", kind="binary"),
              "multiclass": Task("cls", kind="multiclass"),

@@ -45,37 +45,53 @@ def test_unknown_command_is_usage_error():
     assert out.returncode == 2
 
 
-@pytest.mark.realdata
-def test_readme_walkthrough_end_to_end(tmp_path):
-    """Run the README's shell walk-through through the installed entry point."""
+def _readme_block(marker: str) -> list[str]:
     import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = re.search(rf"<!-- {marker}.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
+    return [c for c in block.replace("\\\n", " ").splitlines() if c.strip()]
+
+
+def _run_lines(commands: list[str], cwd: Path) -> list[str]:
     import shlex
 
-    from conftest import SHARED_DATA, shared_data
-
-    shared_data("penguins")
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    block = re.search(r"<!-- cli-walkthrough.*?```bash\n(.*?)```", readme, flags=re.S).group(1)
-    commands = [c for c in block.replace("\\\n", " ").splitlines() if c.strip()]
-    assert len(commands) == 4
     outputs = []
     for command in commands:
-        argv = [a.replace("../shared/data", str(SHARED_DATA)) for a in shlex.split(command)]
+        argv = shlex.split(command)
         assert argv[0] == "polyhead"
-        proc = subprocess.run([str(BIN), *argv[1:]], cwd=tmp_path, capture_output=True,
-                              text=True, timeout=300)
+        proc = subprocess.run([str(BIN), *argv[1:]], cwd=cwd, capture_output=True, text=True,
+                              timeout=600)
         assert proc.returncode == 0, (command, proc.stderr)
         outputs.append(proc.stdout)
-    manifest = json.loads((tmp_path / "penguins-model" / "manifest.json").read_text())
-    assert [t["task"]["kind"] for t in manifest["tasks"]] == ["multiclass", "binary", "regression"]
-    assert "year" not in manifest["feature_columns"]
+    return outputs
+
+
+@pytest.mark.slow
+def test_readme_walkthrough_end_to_end(tmp_path):
+    """The README's shell walk-through, as a newcomer runs it: in an empty folder, with nothing
+    but polyhead installed (the data comes from `polyhead dataset`)."""
+    commands = _readme_block("cli-walkthrough")
+    assert len(commands) == 6
+    outputs = _run_lines(commands, tmp_path)
+    manifest = json.loads((tmp_path / "abalone-model" / "manifest.json").read_text())
+    assert [t["task"]["kind"] for t in manifest["tasks"]] == ["ordinal", "multiclass", "multiclass"]
+    assert "rings" not in manifest["feature_columns"] and "sex" not in manifest["feature_columns"]
     import pandas as pd
 
     preds = pd.read_csv(tmp_path / "preds.csv")
-    assert len(preds) == 344
-    assert list(preds.columns[:4]) == ["island", "species", "sex", "body_mass_g"]
-    assert {"species:Adelie", "sex:female"} <= set(preds.columns)
-    metrics = json.loads(outputs[3])["metrics"]
-    assert metrics["sex"]["n"] == 333 and metrics["body_mass_g"]["n"] == 342
-    assert metrics["species"]["accuracy"] > 0.9
-    assert "Tasks (344 rows, 4 features)" in outputs[0]
+    assert len(preds) == 4177
+    assert list(preds.columns[:3]) == ["rings", "rings_class", "sex"]
+    assert {"sex:M", "rings:10"} <= set(preds.columns)
+    metrics = json.loads(outputs[4])["metrics"]
+    assert metrics["rings"]["n"] == 4177 and 0.5 < metrics["rings"]["mae"] < 3
+    assert "Tasks (4177 rows, 7 features)" in outputs[1]
+    assert (tmp_path / "model.svg").read_text().lstrip().startswith("<?xml")
+
+
+@pytest.mark.slow
+def test_readme_compare_example_end_to_end(tmp_path):
+    _run_lines(_readme_block("cli-walkthrough")[:1], tmp_path)     # abalone.csv
+    _run_lines(_readme_block("cli-compare"), tmp_path)
+    html = (tmp_path / "report.html").read_text()
+    assert "joint net" in html and "separate nets" in html

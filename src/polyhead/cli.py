@@ -661,6 +661,25 @@ def serve(
 
 
 @app.command()
+def dataset(
+    name: str = typer.Argument(..., help="A dataset that ships with polyhead: abalone"),
+    output: str = typer.Option(..., "--output", "-o", help="File to write: .csv or .parquet"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file"),
+) -> None:
+    """Write a dataset that ships with polyhead to a file, to try the commands on."""
+    from .datasets import DATASETS
+    from .io import check_output, write_table
+    from .io.tables import OUTPUT_SUFFIXES
+
+    if name not in DATASETS:
+        raise UsageError(f"unknown dataset {name!r}; available: {', '.join(DATASETS)}")
+    check_output(output, force=force, suffixes=OUTPUT_SUFFIXES)
+    frame = DATASETS[name]()
+    write_table(frame.astype({c: str for c in frame.select_dtypes("category").columns}), output)
+    _console().print(f"wrote {len(frame):,} rows x {frame.shape[1]} columns to {output}", markup=False)
+
+
+@app.command()
 def demo(
     seed: int = typer.Option(0, "--seed", help="random_state of the three models"),
     json_out: bool = typer.Option(False, "--json", help="print the results as JSON"),

@@ -43,4 +43,6 @@ def load_abalone() -> pd.DataFrame:
     return df
 
 
-__all__ = ["ABALONE_CITATION", "load_abalone"]
+DATASETS = {"abalone": load_abalone}
+
+__all__ = ["ABALONE_CITATION", "DATASETS", "load_abalone"]

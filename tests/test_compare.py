@@ -147,3 +147,20 @@ def test_report_in_a_real_browser(result, tmp_path):
     assert int(attrs["data-figures"]) >= 8
     assert attrs["data-figures-loaded"] == attrs["data-figures"]
     assert attrs["data-errors"] == "0"
+
+
+def test_compare_and_report_handle_every_kind(tmp_path):
+    from test_kinds import NEW_TASKS, mixed_kinds
+
+    from polyhead import MultiTaskGBM
+
+    X, y = mixed_kinds(150)
+    result = compare(X, y, tasks=NEW_TASKS,
+                     models={"separate": Separate(MultiTaskGBM(n_estimators=20)),
+                             "joint net": MultiTaskNet(hidden=(16,), max_epochs=10, random_state=0)},
+                     cv=2, repeats=1)
+    summary = result.summary()
+    assert {"poisson_deviance", "mae", "pinball", "coverage"} <= set(summary["metric"])
+    html = result.to_html(tmp_path / "r.html")
+    assert html.count("<img") >= 6  # per-task metric plots and each kind's prediction figure
+    assert "grade: predictions against the truth" in html and "y: predictions against the truth" in html

@@ -291,3 +291,35 @@ def test_sigterm_stops_within_seconds_with_a_request_in_flight(tmp_path):
         if proc.poll() is None:
             proc.kill()
     assert time.monotonic() - start < 10
+
+
+def test_new_kinds_and_conditions_are_served(tmp_path):
+    from test_kinds import NEW_TASKS, mixed_kinds
+
+    X, y = mixed_kinds(200)
+    y = y.assign(buys=X.b > 0, amount=np.where(X.b > 0, 5 + X.a, 0.0))
+    tasks = [*NEW_TASKS, Task("buys"), Task("amount", kind="regression", given="buys", otherwise=0.0)]
+    model = MultiTaskNet(tasks=tasks, **FAST).fit(X, y)
+    model.save(tmp_path / "m")
+    proc, base = start_server(tmp_path / "m")
+    try:
+        status, body = call(base, "/predict?proba=true", {"rows": rows_of(X.head(4))})
+        assert status == 200, body
+        first = body["predictions"][0]
+        assert set(first) == {"visits", "grade", "y:q0.1", "y:q0.5", "y:q0.9", "buys", "amount"}
+        want = model.predict_frame(X.head(4))
+        assert [r["grade"] for r in body["predictions"]] == want["grade"].tolist()
+        np.testing.assert_allclose([r["y:q0.9"] for r in body["predictions"]], want["y:q0.9"], rtol=1e-6)
+        assert set(body["probabilities"][0]) == {"grade", "buys"}
+        status, meta = call(base, "/metadata")
+        kinds = {t["name"]: t for t in meta["tasks"]}
+        assert kinds["y"]["quantiles"] == [0.1, 0.5, 0.9] and kinds["grade"]["kind"] == "ordinal"
+        with urllib.request.urlopen(base + "/openapi.json") as resp:
+            spec = json.loads(resp.read())
+        row = spec["components"]["schemas"]["PredictResponse"]["properties"]["predictions"]["items"]
+        assert row["properties"]["grade"]["type"] == "string"
+        assert row["properties"]["visits"]["type"] == "number"
+        assert {"type": "null"} in row["properties"]["amount"]["anyOf"]
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -57,3 +57,16 @@ def shared_data(name: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is not available")
     return path
+
+
+def cli(capsys, *args):
+    """Run the CLI in-process; return (exit code, stdout, stderr)."""
+    from polyhead.cli import main
+
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else 1
+    out = capsys.readouterr()
+    return code, out.out, out.err

@@ -14,22 +14,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import FAST, MIXED_TASKS, make_mixed
+from conftest import FAST, MIXED_TASKS, cli, make_mixed
 
 import polyhead
 from polyhead import MultiTaskNet, PolyheadError, Task, TaskError
-from polyhead.cli import main
 from polyhead.io import OutputPathError
-
-
-def cli(capsys, *args):
-    try:
-        main([str(a) for a in args])
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

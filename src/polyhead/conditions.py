@@ -150,45 +150,37 @@ def apply(states: Sequence[Kind], outputs: Mapping[str, np.ndarray], *,
           expected: bool = False) -> dict[str, np.ndarray]:
     """Outputs with every condition applied: ``otherwise`` where the predicted condition is
     false, or, with ``expected``, the probability-weighted mixture."""
-    if not has_conditions(states):
-        return dict(outputs)
-    by_name = {s.name: s for s in states}
-    out = dict(outputs)
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-    for state in states:
-        if state.task.given is None:
-            continue
-        holds, p = _predicted(state, by_name, outputs, cache)
-        values = np.asarray(outputs[state.name], dtype=float)
-        fallback = state.otherwise_output(state.task.otherwise, len(values))
-        shape = (-1,) + (1,) * (values.ndim - 1)
-        if expected:
-            if state.task.otherwise is None:
-                raise TaskError(f"task {state.name!r}: expected=True needs the value where its "
-                                "condition is false: Task(..., otherwise=...)")
-            p_ = p.reshape(shape)
-            out[state.name] = p_ * values + (1 - p_) * fallback
-        else:
-            out[state.name] = np.where(holds.reshape(shape), values, fallback)
-    return out
+    return _combine(states, outputs, "expected" if expected else "hard")
 
 
 def mixture(states: Sequence[Kind], outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Outputs of conditional class tasks as their marginal distribution (for predict_proba);
     a task with ``otherwise=None`` keeps its conditional probabilities."""
-    if not has_conditions(states):
-        return dict(outputs)
-    by_name = {s.name: s for s in states}
+    return _combine(states, outputs, "mixture")
+
+
+def _combine(states: Sequence[Kind], outputs: Mapping[str, np.ndarray], how: str) -> dict[str, np.ndarray]:
     out = dict(outputs)
+    if not has_conditions(states):
+        return out
+    by_name = {s.name: s for s in states}
     cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for state in states:
-        if state.task.given is None or not state.has_proba or state.task.otherwise is None:
+        if state.task.given is None:
             continue
-        _, p = _predicted(state, by_name, outputs, cache)
+        if how == "mixture" and (not state.has_proba or state.task.otherwise is None):
+            continue
+        if how == "expected" and state.task.otherwise is None:
+            raise TaskError(f"task {state.name!r}: expected=True needs the value where its "
+                            "condition is false: Task(..., otherwise=...)")
+        holds, p = _predicted(state, by_name, outputs, cache)
         values = np.asarray(outputs[state.name], dtype=float)
         fallback = state.otherwise_output(state.task.otherwise, len(values))
-        p_ = p.reshape((-1,) + (1,) * (values.ndim - 1))
-        out[state.name] = p_ * values + (1 - p_) * fallback
+        shape = (-1,) + (1,) * (values.ndim - 1)
+        if how == "hard":
+            out[state.name] = np.where(holds.reshape(shape), values, fallback)
+        else:
+            out[state.name] = p.reshape(shape) * values + (1 - p.reshape(shape)) * fallback
     return out
 
 

@@ -72,6 +72,19 @@ class ClassKind(Kind):
     def classes(self) -> np.ndarray | None:
         return self._classes
 
+    def fit_classes(self, y: pd.DataFrame, most: int | None = None) -> None:
+        """Learn the classes of the task's column: at least two, at most ``most``."""
+        column = self.column(y)
+        classes = class_labels(column)
+        if len(classes) < 2:
+            raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
+                            f"({plain(classes[0])!r}); a classification task needs at least two")
+        if most is not None and len(classes) > most:
+            raise TaskError(f"task {self.name!r}: {self.kind} task has {len(classes)} classes "
+                            f"(e.g. {', '.join(map(repr, map(plain, classes[:4].tolist())))}); "
+                            "use kind='multiclass'")
+        self.set_classes(classes, column)
+
     def set_classes(self, classes: np.ndarray, column: pd.Series | None = None) -> None:
         self._classes = classes
         self._index = None

@@ -283,6 +283,14 @@ class Kind:
 
 
 # -- shared helpers ----------------------------------------------------------------------------------
+def scatter_figure(values: np.ndarray, outputs: np.ndarray, title: str) -> Any:
+    """Predicted against true, on the rows with a label and a finite prediction."""
+    from ..evaluation import plots
+
+    keep = ~np.isnan(values) & np.isfinite(outputs)
+    return plots.scatter(values[keep].tolist(), outputs[keep].tolist(), title)
+
+
 def numeric_values(task: Task, column: pd.Series, what: str) -> np.ndarray:
     """A numeric target as float64 with NaN for missing; errors name bad values and rows."""
     return as_float(column, f"task {task.name!r}: {what} target {column.name!r}", TaskError)

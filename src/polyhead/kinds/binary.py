@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._convert import plain
-from ..exceptions import TaskError
-from ._classes import ClassKind, class_labels
+from ._classes import ClassKind
 from .base import Slot, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -31,16 +29,7 @@ class Binary(ClassKind):
     default_condition = 1  # given="buys": buys is its second class (True, 1, "yes")
 
     def fit(self, y: pd.DataFrame) -> None:
-        column = self.column(y)
-        classes = class_labels(column)
-        if len(classes) < 2:
-            raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
-                            f"({plain(classes[0])!r}); a classification task needs at least two")
-        if len(classes) > 2:
-            raise TaskError(f"task {self.name!r}: binary task has {len(classes)} classes "
-                            f"(e.g. {', '.join(map(repr, map(plain, classes[:4].tolist())))}); "
-                            "use kind='multiclass'")
-        self.set_classes(classes, column)
+        self.fit_classes(y, most=2)
 
     def head_bias(self) -> np.ndarray | None:
         if self._prior is None:

@@ -22,7 +22,15 @@ import pandas as pd
 
 from .._convert import FLOAT32_MAX
 from ..exceptions import TaskError
-from .base import Kind, Slot, describe_bad, finite_float, masked_mean, numeric_values
+from .base import (
+    Kind,
+    Slot,
+    describe_bad,
+    finite_float,
+    masked_mean,
+    numeric_values,
+    scatter_figure,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -130,11 +138,7 @@ class Count(Kind):
         return np.maximum(np.asarray(results[self.name], dtype=float), 0.0)
 
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
-        from ..evaluation import plots
-
-        values = self.values(y)
-        keep = ~np.isnan(values) & np.isfinite(outputs)
-        return plots.scatter(values[keep].tolist(), outputs[keep].tolist(), title)
+        return scatter_figure(self.values(y), outputs, title)
 
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean, "null_deviance": self.null_deviance}

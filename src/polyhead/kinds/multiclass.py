@@ -12,9 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
-from .._convert import plain
-from ..exceptions import TaskError
-from ._classes import ClassKind, class_labels
+from ._classes import ClassKind
 from .base import Slot, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -30,12 +28,7 @@ class Multiclass(ClassKind):
     score_metric = "accuracy"
 
     def fit(self, y: pd.DataFrame) -> None:
-        column = self.column(y)
-        classes = class_labels(column)
-        if len(classes) < 2:
-            raise TaskError(f"task {self.name!r}: column {column.name!r} has only one class "
-                            f"({plain(classes[0])!r}); a classification task needs at least two")
-        self.set_classes(classes, column)
+        self.fit_classes(y, most=None)
 
     @property
     def head_width(self) -> int:

@@ -15,7 +15,15 @@ import pandas as pd
 
 from .._convert import FLOAT32_MAX
 from ..exceptions import TaskError
-from .base import Kind, Slot, describe_bad, finite_float, masked_mean, numeric_values
+from .base import (
+    Kind,
+    Slot,
+    describe_bad,
+    finite_float,
+    masked_mean,
+    numeric_values,
+    scatter_figure,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -109,8 +117,4 @@ class Regression(Scaled):
         return np.asarray(results[self.name], dtype=float) * self.scale + self.mean
 
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
-        from ..evaluation import plots
-
-        values = self.values(y)
-        keep = ~np.isnan(values) & np.isfinite(outputs)
-        return plots.scatter(values[keep].tolist(), outputs[keep].tolist(), title)
+        return scatter_figure(self.values(y), outputs, title)

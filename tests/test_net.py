@@ -304,7 +304,7 @@ def test_packed_members_train_independently():
     """Each member of a packed ensemble learns exactly what it would learn alone."""
     import torch
 
-    from polyhead.nn.packed import PackedLinear
+    from polyhead.nn.layers import PackedLinear
 
     layer = PackedLinear(3, 4, 2)
     x = torch.randn(3, 5, 4)

@@ -203,6 +203,12 @@ class Kind:
         """The head's raw output as this kind's outputs (probabilities, values in units...)."""
         raise NotImplementedError
 
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
+        """The training loss computed from outputs instead of raw values: an ensemble's
+        validation loss is that of its averaged prediction."""
+        raise NotImplementedError
+
     # -- predictions -------------------------------------------------------------------------------
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         """Labels or values from outputs."""
@@ -294,6 +300,11 @@ def scatter_figure(values: np.ndarray, outputs: np.ndarray, title: str) -> Any:
 def numeric_values(task: Task, column: pd.Series, what: str) -> np.ndarray:
     """A numeric target as float64 with NaN for missing; errors name bad values and rows."""
     return as_float(column, f"task {task.name!r}: {what} target {column.name!r}", TaskError)
+
+
+def log_prob(p: torch.Tensor) -> torch.Tensor:
+    """``log p`` with probabilities clipped away from 0 (an output loss must stay finite)."""
+    return p.clamp(1e-7, 1.0).log()
 
 
 def masked_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

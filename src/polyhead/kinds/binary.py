@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._classes import ClassKind
-from .base import Slot, masked_mean
+from .base import Slot, log_prob, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -54,6 +54,11 @@ class Binary(ClassKind):
         import torch
 
         return torch.sigmoid(raw.squeeze(-1))
+
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        nll = -(target * log_prob(outputs) + (1 - target) * log_prob(1 - outputs))
+        return masked_mean(nll, weight)
 
     def proba_array(self, outputs: np.ndarray) -> np.ndarray:
         return np.column_stack([1.0 - outputs, outputs])

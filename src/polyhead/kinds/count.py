@@ -113,6 +113,17 @@ class Count(Kind):
 
         return torch.exp(self._log_mu(raw))
 
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        """The Poisson deviance of the expected counts (also for the negative binomial)."""
+        import torch
+
+        mu = outputs.clamp_min(1e-12)
+        y_log_y = torch.where(target > 0, target * torch.log(target.clamp_min(1e-12)),
+                              torch.zeros_like(target))
+        per_row = 2.0 * (y_log_y - target * torch.log(mu) - (target - mu))
+        return masked_mean(per_row, weight) / self.null_deviance
+
     def otherwise_output(self, value: Any, n: int) -> np.ndarray:
         return np.full(n, np.nan if value is None else float(value))
 

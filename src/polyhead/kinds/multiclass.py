@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from ._classes import ClassKind
-from .base import Slot, masked_mean
+from .base import Slot, log_prob, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -59,6 +59,11 @@ class Multiclass(ClassKind):
         import torch
 
         return torch.softmax(raw, dim=-1)
+
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        nll = -log_prob(outputs.gather(-1, target.clamp_min(0).unsqueeze(-1)).squeeze(-1))
+        return masked_mean(nll, weight)
 
     def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
         scored = self.class_metrics(y, outputs)

@@ -17,7 +17,7 @@ import pandas as pd
 
 from .._convert import plain, row_label
 from ..exceptions import TaskError
-from .base import EPS, Kind, Slot, masked_mean
+from .base import EPS, Kind, Slot, log_prob, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -103,6 +103,11 @@ class Multilabel(Kind):
         import torch
 
         return torch.sigmoid(raw)
+
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        nll = -(target * log_prob(outputs) + (1 - target) * log_prob(1 - outputs))
+        return masked_mean(nll, weight)
 
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs >= 0.5).astype(np.int64)

@@ -30,7 +30,7 @@ import pandas as pd
 from .._convert import plain
 from ..exceptions import TaskError
 from ._classes import ClassKind, class_labels
-from .base import Slot, describe_bad, masked_mean
+from .base import Slot, describe_bad, log_prob, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -142,6 +142,16 @@ class Ordinal(ClassKind):
         zeros = torch.zeros_like(above[..., :1])
         cumulative = torch.cat([ones, above, zeros], dim=-1)
         return (cumulative[..., :-1] - cumulative[..., 1:]).clamp_min(0.0)
+
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        import torch
+
+        above = (1 - torch.cumsum(outputs, dim=-1))[..., :-1].clamp(0.0, 1.0)
+        ks = torch.arange(above.shape[-1], device=outputs.device)
+        truth = (target.unsqueeze(-1) > ks).to(above.dtype)
+        per_row = -(truth * log_prob(above) + (1 - truth) * log_prob(1 - above)).mean(-1)
+        return masked_mean(per_row, weight)
 
     # -- predictions ----------------------------------------------------------------------------
     def expected(self, outputs: np.ndarray) -> np.ndarray:

@@ -116,6 +116,15 @@ class Quantile(Scaled):
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         return self.monotone(raw) * self.scale + self.mean
 
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        import torch
+
+        pred = (outputs - self.mean) / self.scale
+        qs = torch.tensor(self.quantiles, dtype=pred.dtype, device=pred.device)
+        diff = target.unsqueeze(-1) - pred
+        return masked_mean(torch.maximum(qs * diff, (qs - 1) * diff).mean(-1), weight)
+
     # -- predictions ----------------------------------------------------------------------------
     def columns(self, outputs: np.ndarray, expected: bool = False) -> dict[str, np.ndarray]:
         return {col: outputs[:, j] for j, col in enumerate(self.output_columns)}

@@ -96,6 +96,10 @@ class Regression(Scaled):
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.squeeze(-1) * self.scale + self.mean
 
+    def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
+                    weight: torch.Tensor | None) -> torch.Tensor:
+        return self.loss(((outputs - self.mean) / self.scale).unsqueeze(-1), target, weight)
+
     def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
         from sklearn import metrics as skm
 

@@ -73,31 +73,45 @@ def check_device(device: str) -> None:
 class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     """One neural network, several targets of mixed kinds.
 
-    A shared MLP trunk reads the encoded features; one linear head per task reads the trunk.
-    The training loss is a weighted sum of per-task losses in which a missing label (NaN or None
-    in a target) adds nothing, so every row still trains every task it has a label for.
-    Regression targets are standardised inside the model and predicted in their own units.
+    An input block reads the encoded features (:mod:`polyhead.nn.inputs`: numeric embeddings,
+    category embeddings), a shared trunk (or a mixture of experts) reads it, and each task's
+    head reads the trunk. The training loss is a weighted sum of per-task losses, each its
+    kind's own, in which a missing label (NaN or None in a target) adds nothing, so every row
+    still trains every task it has a label for.
 
     Parameters
     ----------
     tasks : None, dict, list of Task or "name:kind" strings
         None infers a task per column of ``y`` (rules in :mod:`polyhead.tasks`).
     hidden : tuple of int, default=(64, 64)
-        Widths of the trunk's layers. (64, 64) matched (256, 128) on abalone, enb, yeast and
-        penguins (benchmarks/families.py) at half the fit time.
+        Widths of the trunk's layers.
     activation : {"relu", "gelu", "silu", "tanh", "elu"}, default="relu"
     dropout : float, default=0.0
     norm : {"layer", "batch", None}, default=None
-        Normalisation after each trunk layer.
+        Normalisation after each trunk layer ("batch" only without an ensemble).
+    numeric : {"standard", "robust"}, default="standard"
+        How numeric features are scaled (:mod:`polyhead.features`): "robust" centres on the
+        median, divides by the inter-quartile range and clips smoothly, so a reading far out
+        of range cannot swamp the others.
+    numeric_embedding : {None, "ple", "periodic"}, default=None
+        An embedding per numeric feature (those with more than two values): piecewise-linear
+        on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`).
+    n_bins : int, default=32
+        Quantile bins of the piecewise-linear embedding.
+    d_embedding : int, default=16
+        Width of each numeric embedding, and of each category embedding.
+    embed_above : int or None, default=None
+        Categorical columns with more categories than this get a learnt embedding instead
+        of one-hot slots (None: always one-hot, up to ``max_categories``).
     batch_size : int or "auto", default="auto"
         "auto" picks the power of two that gives about 16 steps per epoch, between 32 and
-        256: small tables get enough optimiser steps before early stopping can fire, large
-        ones get fast, large batches. The value used is in ``batch_size_``.
+        256. The value used is in ``batch_size_``.
     max_epochs : int, default=300
     lr : float, default=3e-3
         AdamW learning rate.
     weight_decay : float, default=1e-4
-        AdamW decoupled weight decay (not applied to biases, norms or loss-weighting parameters).
+        AdamW decoupled weight decay (not on biases, norms, ensemble scalings or loss-weighting
+        parameters).
     lr_schedule : {"plateau", "cosine", "constant"}, default="plateau"
         "plateau" halves the rate when the validation loss stalls for ``patience // 3`` epochs.
     early_stopping : bool, default=True
@@ -107,12 +121,25 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         Share of the training rows held out to monitor training (0 = none); their positions
         are in ``validation_indices_``.
+    best_epoch : {"joint", "per_task"}, default="joint"
+        "joint" restores the weights of the epoch with the best total validation loss.
+        "per_task" predicts each task with the weights of the epoch where its own validation
+        loss was lowest (only the snapshots tasks need are kept), and stops when no task has
+        improved for ``patience`` epochs.
     n_ensemble : int, default=1
-        K > 1 trains K independent members at once as one packed network (weights stacked,
-        batched matrix products, each member its own initialisation and shuffling);
-        predictions average the members (probabilities for class tasks) and
-        ``predict(X, return_std=True)`` also gives the members' spread for regression tasks.
-    weighting : {"equal", "uncertainty"} or LossWeighting, default="equal"
+        K > 1 trains K members at once as one network; predictions average the members
+        (probabilities for class tasks) and ``predict(X, return_std=True)`` also gives their
+        spread. With an ensemble, early stopping watches the averaged prediction's loss.
+    ensemble : {"packed", "batch"}, default="packed"
+        "packed": K independent members, each its own initialisation and shuffle. "batch":
+        K members sharing every weight matrix, each with its own scalings and biases (TabM,
+        Gorishniy et al. 2025), trained on the same batches on the mean of their losses.
+    head_hidden : tuple of int, default=()
+        Task-specific layers between the trunk and each task's output layer.
+    experts : int, default=0
+        0: one shared trunk. N > 1: N expert trunks, mixed per task by a softmax gate (MMoE),
+        for tasks that conflict.
+    weighting : {"equal", "uncertainty", "dwa", "famo"} or LossWeighting, default="equal"
         How per-task losses are combined (see :mod:`polyhead.nn.weighting`).
     random_state : int or None, default=None
         Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
@@ -120,13 +147,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     n_threads : int or None, default=None
         Torch threads while fitting and predicting. None chooses: one thread when the work
         per layer (batch rows x widest layer x members) is at most 4096, where more threads
-        only add synchronisation (measured on 2 cores: 0.41 vs 0.63 ms per step for the
-        tutorial's 20-10 net at batch 32; at 64-64 and batch 128 two threads win, 0.31 vs
-        0.57 ms), otherwise torch's own setting.
+        only add synchronisation, otherwise torch's own setting.
     compile : bool, default=False
-        Train through ``torch.compile``. Off by default: on this project's 2-core CPU it took
-        ~22 s to compile the tutorial's net and then ran slower per step (0.48 vs 0.40 ms),
-        so it only pays for much larger models (see benchmarks/run.py).
+        Train through ``torch.compile`` (it did not pay on the project's 2-core CPU).
     device : str, default="cpu"
     verbose : int, default=0
         1 prints a line per epoch with per-task validation losses.
@@ -144,6 +167,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         task weights, seconds.
     n_iter_ : int
         Epochs run.
+    best_epoch_ : int
+        The epoch whose weights the module holds (the best total validation loss).
+    task_best_epochs_ : dict of str to int
+        Per task, the epoch whose weights predict it.
     module_ : torch.nn.Module
         The fitted :class:`~polyhead.nn.MultiTaskModule`.
 
@@ -163,6 +190,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "activation": [P.options("relu", "gelu", "silu", "tanh", "elu")],
         "dropout": [P.Interval(float, 0, 1, "left")],
         "norm": [P.options("layer", "batch", None)],
+        "numeric": [P.options("standard", "robust")],
+        "numeric_embedding": [P.options(None, "ple", "periodic")],
+        "n_bins": [P.Interval(int, 2, 1024)],
+        "d_embedding": [P.Interval(int, 1, 4096)],
+        "embed_above": [P.NONE, P.Interval(int, 1, None)],
         "batch_size": [P.options("auto"), P.Interval(int, 1, None)],
         "max_epochs": [P.Interval(int, 1, None)],
         "lr": [P.Interval(float, 0, None, "neither")],
@@ -171,8 +203,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "early_stopping": [P.BOOL],
         "patience": [P.Interval(int, 1, None)],
         "validation_fraction": [P.Interval(float, 0, 1, "left")],
-        "n_ensemble": [P.Interval(int, 1, None)],
-        "weighting": [P.options("equal", "uncertainty"),
+        "best_epoch": [P.options("joint", "per_task")],
+        "n_ensemble": [P.Interval(int, 1, 4096)],
+        "ensemble": [P.options("packed", "batch")],
+        "head_hidden": [P.Satisfies(lambda v: v == () or P.sizes(v), "a tuple of positive ints")],
+        "experts": [P.Interval(int, 0, 256)],
+        "weighting": [P.options("equal", "uncertainty", "dwa", "famo"),
                       P.Satisfies(lambda v: type(v).__name__ != "str" and hasattr(v, "setup"),
                                   "a LossWeighting instance")],
         "random_state": [P.SEED],
@@ -185,10 +221,14 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (64, 64),
                  activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
+                 numeric: str = "standard", numeric_embedding: str | None = None,
+                 n_bins: int = 32, d_embedding: int = 16, embed_above: int | None = None,
                  batch_size: int | str = "auto", max_epochs: int = 300, lr: float = 3e-3,
                  weight_decay: float = 1e-4, lr_schedule: str = "plateau",
                  early_stopping: bool = True, patience: int = 20,
-                 validation_fraction: float = 0.1, n_ensemble: int = 1, weighting: Any = "equal",
+                 validation_fraction: float = 0.1, best_epoch: str = "joint",
+                 n_ensemble: int = 1, ensemble: str = "packed", head_hidden: tuple[int, ...] = (),
+                 experts: int = 0, weighting: Any = "equal",
                  random_state: int | None = None, n_threads: int | None = None,
                  compile: bool = False, device: str = "cpu", verbose: int = 0,
                  max_categories: int = 64) -> None:
@@ -197,6 +237,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.activation = activation
         self.dropout = dropout
         self.norm = norm
+        self.numeric = numeric
+        self.numeric_embedding = numeric_embedding
+        self.n_bins = n_bins
+        self.d_embedding = d_embedding
+        self.embed_above = embed_above
         self.batch_size = batch_size
         self.max_epochs = max_epochs
         self.lr = lr
@@ -205,7 +250,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.early_stopping = early_stopping
         self.patience = patience
         self.validation_fraction = validation_fraction
+        self.best_epoch = best_epoch
         self.n_ensemble = n_ensemble
+        self.ensemble = ensemble
+        self.head_hidden = head_hidden
+        self.experts = experts
         self.weighting = weighting
         self.random_state = random_state
         self.n_threads = n_threads
@@ -224,8 +273,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """
         self._check_params()
         check_device(self.device)
+        if self.n_ensemble > 1 and self.norm == "batch":
+            raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
+                                "use norm='layer' or None")
         Xf, yf = self._prepare_fit(X, y, sample_weight)
-        self.features_ = FeatureEncoder(max_categories=self.max_categories).fit(Xf)
+        self.features_ = FeatureEncoder(numeric=self.numeric, max_categories=self.max_categories,
+                                        embed_above=self.embed_above).fit(Xf)
         features = self.features_.transform(Xf)
         targets = {}
         for t in self.task_states_:
@@ -239,6 +292,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             seed = int(np.random.default_rng().integers(2**31))
         self._seed = seed
         n_train = len(features) - math.floor(len(features) * self.validation_fraction)
+        self._layout = self._input_layout(features)
         with _torch_session(seed, self._auto_threads(self._batch_size(n_train))):
             self.module_ = self.build_module(features.shape[1]).to(self.device)
             self.module_.init_head_bias({t.name: bias for t in self.task_states_
@@ -247,21 +301,40 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             self.fit_loop(features, targets)
         return self
 
-    def build_module(self, in_features: int) -> Any:
-        """The trunk-and-heads network for ``in_features`` encoded inputs."""
-        from ..nn import MultiTaskModule
-        from ..nn.packed import PackedMultiTaskModule
+    def _input_layout(self, features: np.ndarray) -> dict[str, Any]:
+        """Which encoded columns get numeric embeddings (numeric ones with more than two
+        values) or category embeddings, and the PLE bins: fitted once, saved in the file."""
+        roles = self.features_.roles_
+        embedded: list[int] = []
+        if self.numeric_embedding is not None:
+            for j, role in enumerate(roles):
+                if role == "numeric" and len(np.unique(features[: 2000, j])) > 2:
+                    embedded.append(j)
+        edges = None
+        if self.numeric_embedding == "ple" and embedded:
+            edges = quantile_edges(features[:, embedded], self.n_bins)
+        return {"embedded": embedded, "codes": [j for j, r in enumerate(roles) if r == "code"],
+                "cardinalities": self.features_.code_cardinalities_, "edges": edges}
 
+    def build_module(self, in_features: int) -> Any:
+        """The network for ``in_features`` encoded inputs (see :class:`~polyhead.nn.MultiTaskModule`)."""
+        import torch
+
+        from ..nn import InputBlock, MultiTaskModule
+
+        layout = getattr(self, "_layout", None) or {}
+        edges = layout.get("edges")
+        inputs = InputBlock(
+            in_features, embedded=layout.get("embedded", ()), codes=layout.get("codes", ()),
+            cardinalities=layout.get("cardinalities", ()),
+            numeric_embedding=self.numeric_embedding if layout.get("embedded") else None,
+            edges=None if edges is None else torch.as_tensor(edges), n_bins=self.n_bins,
+            d_embedding=self.d_embedding, d_category=self.d_embedding)
         heads = {t.name: t.head_width for t in self.task_states_}
-        hidden = tuple(int(h) for h in self.hidden)
-        if self.n_ensemble > 1:
-            if self.norm == "batch":
-                raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
-                                    "use norm='layer' or None")
-            return PackedMultiTaskModule(self.n_ensemble, in_features, heads, hidden,
-                                         self.activation, self.dropout, self.norm)
-        return MultiTaskModule(in_features, heads, hidden, self.activation, self.dropout,
-                               self.norm)
+        return MultiTaskModule(inputs, heads, tuple(int(h) for h in self.hidden), self.activation,
+                               self.dropout, self.norm, k=self.n_ensemble, ensemble=self.ensemble,
+                               head_hidden=tuple(int(h) for h in self.head_hidden),
+                               experts=self.experts, fused=layout.get("fused", True))
 
     def build_weighting(self) -> Any:
         from ..nn import get_weighting
@@ -271,13 +344,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return weighting.to(self.device)
 
     def build_optimizer(self) -> Any:
-        """AdamW; no weight decay on biases, norms or the loss weighting's parameters."""
+        """AdamW; no weight decay on biases, norms, ensemble scalings or the loss weighting's
+        parameters."""
         import torch
 
         decay: list[Any] = []
         no_decay: list[Any] = []
         for name, param in self.module_.named_parameters():
-            (no_decay if param.ndim < 2 or "norm" in name else decay).append(param)
+            plain = param.ndim < 2 or "norm" in name or name.endswith((".r", ".s"))
+            (no_decay if plain else decay).append(param)
         no_decay += list(self.weighting_.parameters())
         groups: list[dict[str, Any]] = [{"params": decay, "weight_decay": self.weight_decay},
                                         {"params": no_decay, "weight_decay": 0.0}]
@@ -322,6 +397,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             return int(self.batch_size)
         return int(min(256, max(32, 2 ** math.floor(math.log2(max(n_train, 1) / 16)))))
 
+    @property
+    def _own_batches(self) -> bool:
+        """Packed members each see their own shuffle; batch-ensemble members share batches."""
+        return self.n_ensemble > 1 and self.ensemble == "packed"
+
     def fit_loop(self, features: np.ndarray,
                  targets: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
         """Epochs of training with validation, early stopping and the learning-rate schedule.
@@ -353,7 +433,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         weights = torch.tensor([t.task.weight for t in self.task_states_], device=device)
         names = [t.name for t in self.task_states_]
         self.history_: list[dict[str, Any]] = []
-        best, best_epoch, best_state = math.inf, 0, None
+        watch = self.early_stopping and valid is not None
+        tracker = _BestEpochs(names, per_task=self.best_epoch == "per_task" and watch)
         self._printer = _EpochPrinter(names) if self.verbose else None
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
@@ -372,26 +453,31 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 scheduler.step(monitored)
             elif scheduler is not None:
                 scheduler.step()
-            improved = monitored < best - 1e-7 * abs(best) if math.isfinite(best) else True
-            if improved:
-                best, best_epoch = monitored, epoch
-                if self.early_stopping and valid is not None:
-                    best_state = copy.deepcopy((self.module_.state_dict(), self.weighting_.state_dict()))
+            improved = tracker.update(epoch, monitored, None if valid_losses is None
+                                      else valid_losses.tolist(), self._snapshot if watch else None)
             record["seconds"] = time.perf_counter() - start
             self.history_.append(record)
+            self.weighting_.on_epoch_end(train_losses)
             self.on_epoch_end(record, improved)
             if not math.isfinite(monitored):
                 raise PolyheadError(f"training diverged at epoch {epoch} (loss {monitored}); "
                                     "try a smaller lr")
-            if self.early_stopping and valid is not None and epoch - best_epoch >= self.patience:
+            if watch and epoch - tracker.last_improvement >= self.patience:
                 break
-        if best_state is not None:
-            self.module_.load_state_dict(best_state[0])
-            self.weighting_.load_state_dict(best_state[1])
-        self.best_epoch_ = best_epoch
+        if watch:
+            module_state, weighting_state = tracker.joint_state
+            self.module_.load_state_dict(module_state)
+            self.weighting_.load_state_dict(weighting_state)
+        self.best_epoch_ = tracker.joint_epoch
+        self.task_best_epochs_ = tracker.task_epochs(self.best_epoch_)
+        self._snapshots = tracker.task_snapshots(self.best_epoch_)
         self.n_iter_ = len(self.history_)
         del self._forward  # a compiled wrapper is not kept (nor saved) after training
         self.module_.eval()
+
+    def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
+        return ({k: v.detach().clone() for k, v in self.module_.state_dict().items()},
+                copy.deepcopy(self.weighting_.state_dict()))
 
     def on_epoch_end(self, record: dict[str, Any], improved: bool) -> None:
         """Called after each epoch with its history record; prints it when ``verbose``.
@@ -408,21 +494,23 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.module_.train()
         n = x.shape[0]
         k = self.n_ensemble
-        if k == 1:
+        if not self._own_batches:
             perm = torch.randperm(n, generator=generator).to(x.device)
         else:  # each member its own shuffle: (K, n) positions, batches become (K, B, ...)
             perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(k)]).to(x.device)
         # One gather per epoch, then contiguous slices: no per-row or per-batch indexing work.
         x = x[perm]
-        shuffled = {name: (v[perm], None if m is None else m[perm]) for name, (v, m) in targets.items()}
+        shuffled = {name: (v[perm], None if w is None else w[perm]) for name, (v, w) in targets.items()}
         losses, sizes = [], []
         for start in range(0, n, self.batch_size_):
             stop = min(start + self.batch_size_, n)
             if stop - start == 1 and n > 1 and self.norm == "batch":
                 continue  # batch norm cannot train on one row
-            rows = slice(start, stop) if k == 1 else (slice(None), slice(start, stop))
-            batch = {name: (v[rows], None if m is None else m[rows])
-                     for name, (v, m) in shuffled.items()}
+            rows = slice(start, stop) if not self._own_batches else (slice(None), slice(start, stop))
+            batch = {name: (v[rows], None if w is None else w[rows])
+                     for name, (v, w) in shuffled.items()}
+            if k > 1 and not self._own_batches:  # shared batches: every member, the same rows
+                batch = _expand(batch, k)
             losses.append(self.train_step(x[rows], batch))
             sizes.append(stop - start)
         # summed once per epoch: no per-step accumulation ops
@@ -434,9 +522,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.optimizer_.zero_grad(set_to_none=True)
         losses = self.compute_loss(getattr(self, "_forward", self.module_)(x), targets)
         total = self.weighting_(losses)
-        if self.n_ensemble > 1:  # losses average over members; times K, each member's
-            total = total * self.n_ensemble  # gradient is its own loss's
+        if self._own_batches:  # losses average over independent members; times K, each
+            total = total * self.n_ensemble  # member's gradient is its own loss's
         total.backward()
+        self.weighting_.after_backward(losses)
         # LeanAdamW.update skips the optimiser wrapper's per-call hooks (see nn/optim.py)
         getattr(self.optimizer_, "update", self.optimizer_.step)()
         return losses.detach()
@@ -448,16 +537,17 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return torch.stack([t.loss(outputs[t.name], *targets[t.name]) for t in self.task_states_])
 
     def evaluate_losses(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
-        """Per-task losses on held-out rows, without gradients."""
+        """Per-task losses on held-out rows, without gradients; an ensemble's are those of its
+        averaged prediction (the ensemble is what predicts)."""
         import torch
 
         self.module_.eval()
-        k = self.n_ensemble
-        if k > 1:  # every member is scored on the same held-out rows
-            targets = {name: (v.expand(k, *v.shape), None if m is None else m.expand(k, *m.shape))
-                       for name, (v, m) in targets.items()}
         with torch.inference_mode():
-            return self.compute_loss(getattr(self, "_forward", self.module_)(x), targets)
+            raw = getattr(self, "_forward", self.module_)(x)
+            if self.n_ensemble == 1:
+                return self.compute_loss(raw, targets)
+            return torch.stack([t.output_loss(t.output(raw[t.name]).mean(0), *targets[t.name])
+                                for t in self.task_states_])
 
     # -- persistence -------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -465,18 +555,28 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         tensors = {f"module.{k}": v.detach().cpu().numpy() for k, v in self.module_.state_dict().items()}
         tensors.update({f"weighting.{k}": v.detach().cpu().numpy()
                         for k, v in self.weighting_.state_dict().items()})
+        for epoch, state in self._snapshots.items():
+            tensors.update({f"snapshot{epoch}.{k}": v.detach().cpu().numpy() for k, v in state.items()})
+        layout = self._layout
         state = {
             "architecture": {
                 "in_features": self.features_.n_outputs_,
                 "input_names": self.features_.feature_names_out_,
                 "hidden": [int(h) for h in self.hidden], "activation": self.activation,
-                "n_ensemble": int(self.n_ensemble),
+                "n_ensemble": int(self.n_ensemble), "ensemble": self.ensemble,
                 "dropout": self.dropout, "norm": self.norm,
+                "numeric_embedding": self.numeric_embedding if layout["embedded"] else None,
+                "embedded": layout["embedded"], "codes": layout["codes"],
+                "cardinalities": layout["cardinalities"],
+                "n_bins": int(self.n_bins), "d_embedding": int(self.d_embedding),
+                "head_hidden": [int(h) for h in self.head_hidden], "experts": int(self.experts),
+                "fused": layout.get("fused", True),
                 "heads": {t.name: t.head_width for t in self.task_states_},
                 "n_parameters": int(sum(p.numel() for p in self.module_.parameters())),
                 "summary": str(self.module_),
             },
-            "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed},
+            "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed,
+                         "task_best_epochs": self.task_best_epochs_},
             "history": self.history_,
         }
         return state, tensors
@@ -493,18 +593,32 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             if not condition:
                 raise ModelFileError(f"invalid architecture: {what}")
 
-        def count(value: Any, limit: int) -> bool:
-            return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= limit
+        def count(value: Any, limit: int, low: int = 1) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and low <= value <= limit
 
         need(isinstance(arch, dict), "missing")
         assert isinstance(arch, dict)
-        need(encoder is not None and arch.get("in_features") == encoder.n_outputs_,
+        n_in = int(encoder.n_outputs_) if encoder is not None else 0
+        need(encoder is not None and arch.get("in_features") == n_in,
              f"in_features {arch.get('in_features')!r} differs from the encoder's outputs")
-        hidden = arch.get("hidden")
-        need(isinstance(hidden, list) and all(count(h, 1 << 20) for h in hidden), f"hidden {hidden!r}")
+        for key in ("hidden", "head_hidden"):
+            sizes = arch.get(key, [])
+            need(isinstance(sizes, list) and all(count(h, 1 << 20) for h in sizes), f"{key} {sizes!r}")
         need(count(arch.get("n_ensemble", 1), 4096), f"n_ensemble {arch.get('n_ensemble')!r}")
+        need(arch.get("ensemble", "packed") in ("packed", "batch"), f"ensemble {arch.get('ensemble')!r}")
+        need(count(arch.get("experts", 0), 256, low=0), f"experts {arch.get('experts')!r}")
         need(arch.get("activation") in ACTIVATION_NAMES, f"activation {arch.get('activation')!r}")
         need(arch.get("norm") in ("layer", "batch", None), f"norm {arch.get('norm')!r}")
+        need(arch.get("numeric_embedding") in (None, "ple", "periodic"), "numeric_embedding")
+        need(count(arch.get("n_bins", 32), 1024, low=2) and count(arch.get("d_embedding", 16), 4096),
+             "n_bins or d_embedding")
+        for key in ("embedded", "codes"):
+            index = arch.get(key, [])
+            need(isinstance(index, list) and all(count(i, n_in - 1, low=0) for i in index)
+                 and len(set(index)) == len(index), f"{key} columns")
+        cards = arch.get("cardinalities", [])
+        need(isinstance(cards, list) and len(cards) == len(arch.get("codes", []))
+             and all(count(c, 1 << 24) for c in cards), "cardinalities")
         dropout = arch.get("dropout", 0.0)
         need(isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout < 1,
              f"dropout {dropout!r}")
@@ -515,6 +629,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         need(isinstance(training, dict) and all(
             isinstance(training.get(k, 0), int) and not isinstance(training.get(k, 0), bool)
             and training.get(k, 0) >= 0 for k in ("n_iter", "best_epoch")), "training")
+        epochs = training.get("task_best_epochs", {})
+        need(isinstance(epochs, dict) and set(epochs) <= {s.name for s in states}
+             and all(count(e, 1 << 30, low=0) for e in epochs.values()), "task_best_epochs")
         need(isinstance(manifest.get("history", []), list), "history")
 
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
@@ -534,7 +651,19 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             raise PolyheadError(f"architecture expects {arch['in_features']} inputs but the "
                                 f"feature encoder makes {self.features_.n_outputs_}")
         self.hidden = tuple(int(h) for h in arch["hidden"])
-        self.n_ensemble = int(arch.get("n_ensemble", self.n_ensemble))
+        self.head_hidden = tuple(int(h) for h in arch.get("head_hidden", []))
+        self.n_ensemble = int(arch.get("n_ensemble", 1))
+        self.ensemble = str(arch.get("ensemble", "packed"))
+        self.experts = int(arch.get("experts", 0))
+        self.numeric_embedding = arch.get("numeric_embedding")
+        self.n_bins, self.d_embedding = int(arch.get("n_bins", 32)), int(arch.get("d_embedding", 16))
+        legacy = "fused" not in arch  # format 1: per-task heads (packed ensembles: one "heads")
+        tensors = dict(tensors)
+        if legacy and self.n_ensemble > 1:
+            tensors = {k.replace("module.heads.", "module.out.", 1): v for k, v in tensors.items()}
+        self._layout = {"embedded": list(arch.get("embedded", [])), "codes": list(arch.get("codes", [])),
+                        "cardinalities": list(arch.get("cardinalities", [])), "edges": None,
+                        "fused": bool(arch.get("fused", self.n_ensemble > 1))}
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in self.build_module(
                 int(arch["in_features"])).state_dict().items()}
@@ -559,24 +688,40 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.n_iter_ = int(training.get("n_iter", 0))
         self.best_epoch_ = int(training.get("best_epoch", 0))
         self._seed = training.get("seed")
+        self.task_best_epochs_ = {t.name: int(training.get("task_best_epochs", {}).get(t.name, self.best_epoch_))
+                                  for t in self.task_states_}
+        self._snapshots = {}
+        for epoch in set(self.task_best_epochs_.values()) - {self.best_epoch_}:
+            state = part(f"snapshot{epoch}.")
+            if {k: tuple(v.shape) for k, v in state.items()} != shapes:
+                raise ModelFileError(f"the weights of epoch {epoch} do not match the architecture")
+            self._snapshots[epoch] = state
         self.history_ = list(manifest.get("history", []))
 
     # -- predict -----------------------------------------------------------------------------
     def _member_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per task, every member's outputs ``(K, n, ...)`` (as its kind documents them)."""
+        """Per task, every member's outputs ``(K, n, ...)`` (as its kind documents them). A task
+        whose best epoch was not the joint one is computed with that epoch's weights."""
         import torch
+        from torch.func import functional_call
 
         features = self.features_.transform(X)
         parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}
         self.module_.eval()
         chunk = max(1, _PREDICT_CHUNK // self.n_ensemble)
+        by_epoch: dict[int, list[Any]] = {}
+        for t in self.task_states_:
+            by_epoch.setdefault(getattr(self, "task_best_epochs_", {}).get(t.name, -1), []).append(t)
+        snapshots = getattr(self, "_snapshots", {})
         with _threads(self._auto_threads(min(len(features), chunk))), torch.inference_mode():
             for start in range(0, len(features), chunk):
                 x = torch.from_numpy(features[start:start + chunk]).to(self.device)
-                raw = self.module_(x)
-                for t in self.task_states_:
-                    values = t.output(raw[t.name]).double().cpu().numpy()
-                    parts[t.name].append(values if self.n_ensemble > 1 else values[None])
+                for epoch, tasks in by_epoch.items():
+                    raw = (functional_call(self.module_, snapshots[epoch], (x,))
+                           if epoch in snapshots else self.module_(x))
+                    for t in tasks:
+                        values = t.output(raw[t.name]).double().cpu().numpy()
+                        parts[t.name].append(values if self.n_ensemble > 1 else values[None])
         return {t.name: np.concatenate(parts[t.name], axis=1) for t in self.task_states_}
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -615,6 +760,66 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             std = np.column_stack(list(stds.values()))
             std = std[:, 0] if self._y_format == "1d" else std
         return pred, std
+
+
+def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
+    from ..nn.inputs import quantile_bins
+
+    return quantile_bins(values, n_bins)
+
+
+def _expand(batch: dict[str, tuple[Any, Any]], k: int) -> dict[str, tuple[Any, Any]]:
+    """Targets and weights repeated for K members that see the same rows."""
+    return {name: (v.expand(k, *v.shape), None if w is None else w.expand(k, *w.shape))
+            for name, (v, w) in batch.items()}
+
+
+class _BestEpochs:
+    """The epochs whose weights predict: the best total validation loss (joint) and, with
+    ``per_task``, each task's own best, keeping only the snapshots some task still needs."""
+
+    def __init__(self, names: list[str], per_task: bool) -> None:
+        self.names = names
+        self.per_task = per_task
+        self.best_total = math.inf
+        self.best_task = [math.inf] * len(names)
+        self.joint_epoch = 0
+        self.joint_state: Any = None
+        self.epochs = [0] * len(names)
+        self.states: dict[int, Any] = {}
+        self.last_improvement = 0
+
+    def update(self, epoch: int, total: float, per_task: list[float] | None, snapshot: Any) -> bool:
+        improved = total < self.best_total - 1e-7 * abs(self.best_total) if math.isfinite(self.best_total) else True
+        state = None
+        if improved:
+            self.best_total, self.joint_epoch = total, epoch
+            if snapshot is not None:
+                state = snapshot()
+                self.joint_state = state
+            self.last_improvement = epoch
+        if self.per_task and per_task is not None:
+            for i, loss in enumerate(per_task):
+                if loss < self.best_task[i] - 1e-7 * abs(self.best_task[i]) if math.isfinite(self.best_task[i]) else True:
+                    self.best_task[i], self.epochs[i] = loss, epoch
+                    if state is None and snapshot is not None:
+                        state = snapshot()
+                    self.last_improvement = epoch
+            if state is not None:
+                self.states[epoch] = state[0]
+            live = set(self.epochs) | {self.joint_epoch}
+            self.states = {e: s for e, s in self.states.items() if e in live}
+        return improved
+
+    def task_epochs(self, joint: int) -> dict[str, int]:
+        if not self.per_task:
+            return {n: joint for n in self.names}
+        return dict(zip(self.names, self.epochs, strict=True))
+
+    def task_snapshots(self, joint: int) -> dict[int, Any]:
+        if not self.per_task:
+            return {}
+        return {e: s for e, s in self.states.items() if e != joint and e in set(self.epochs)}
 
 
 class _EpochPrinter:

@@ -4,7 +4,10 @@ Importing this package imports torch; the rest of polyhead imports it only when 
 fitted or loaded.
 """
 
+from .inputs import InputBlock
+from .layers import BatchEnsembleLinear, PackedLinear
 from .model import MultiTaskModule, Trunk
 from .weighting import LossWeighting, get_weighting
 
-__all__ = ["LossWeighting", "MultiTaskModule", "Trunk", "get_weighting"]
+__all__ = ["BatchEnsembleLinear", "InputBlock", "LossWeighting", "MultiTaskModule", "PackedLinear",
+           "Trunk", "get_weighting"]

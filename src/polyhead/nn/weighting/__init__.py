@@ -9,10 +9,13 @@ from __future__ import annotations
 import copy
 
 from .base import LossWeighting
+from .dwa import DWA
 from .equal import Equal
+from .famo import FAMO
 from .uncertainty import Uncertainty
 
-WEIGHTINGS: dict[str, type[LossWeighting]] = {"equal": Equal, "uncertainty": Uncertainty}
+WEIGHTINGS: dict[str, type[LossWeighting]] = {"equal": Equal, "uncertainty": Uncertainty,
+                                              "dwa": DWA, "famo": FAMO}
 
 
 def get_weighting(spec: str | LossWeighting) -> LossWeighting:
@@ -25,4 +28,4 @@ def get_weighting(spec: str | LossWeighting) -> LossWeighting:
                      "or pass a LossWeighting instance")
 
 
-__all__ = ["WEIGHTINGS", "Equal", "LossWeighting", "Uncertainty", "get_weighting"]
+__all__ = ["DWA", "FAMO", "WEIGHTINGS", "Equal", "LossWeighting", "Uncertainty", "get_weighting"]

@@ -30,6 +30,12 @@ class LossWeighting(nn.Module):
     def forward(self, losses: torch.Tensor) -> torch.Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def after_backward(self, losses: torch.Tensor) -> None:
+        """Called after each step's backward pass with that step's per-task losses."""
+
+    def on_epoch_end(self, losses: torch.Tensor) -> None:
+        """Called after each epoch with its mean per-task training losses."""
+
     def effective_weights(self) -> list[float]:
         """The weight each task's loss currently gets (for the training history)."""
         return self.task_weights.tolist()

@@ -1,0 +1,274 @@
+"""Quality of every model on the public multi-task sets of ../shared/data (the quality issue).
+
+Each set is fitted on fixed splits (benchmarks/datasets.py) by polyhead's models and by
+references measured in the same run: one LightGBM per target, CatBoost (MultiRMSE where it
+applies), RealMLP and TabM per target (pytabkit). Every fit is single-threaded, two fits run at
+a time (``--jobs``), so fit times compare like with like.
+
+A set's **error** is the mean over its tasks of: RMSE divided by the RMSE of predicting the
+training mean (regression: so the mean of those is aRRMSE), 1 - AUC (binary; multilabel: 1 -
+the mean AUC over labels) and 1 - accuracy (multiclass). Lower is better. The report gives each
+model's error per set, its rank per set and mean rank, its error divided by per-target
+LightGBM's (the normalised score), and its fit time divided by LightGBM's (geometric mean over
+sets). It is printed and written to ``--out``/quality.md.
+
+Model specs: ``net``, ``separate-net``, ``gbm``, ``forest``, ``linear``, ``lightgbm``,
+``catboost``, ``realmlp``, ``tabm``; polyhead ones take parameters, e.g.
+``net:n_ensemble=8,hidden=128,128`` or ``gbm:backend=lightgbm``. Results are cached per (set,
+model, split) under ``--out``: a rerun fits only what is missing (``--rerun SPEC`` refits one).
+
+    python benchmarks/quality.py [--sets enb,yeast] [--models net,lightgbm] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+DEFAULT_SETS = ["enb", "edm", "jura", "atp1d", "atp7d", "oes97", "scpf", "slump", "sf2",
+                "yeast", "emotions", "scene", "enron", "flags",
+                "student_performance", "wine_quality", "penguins", "adult", "tox21"]
+DEFAULT_MODELS = ["net", "separate-net", "gbm", "forest", "lightgbm", "catboost", "realmlp", "tabm"]
+POLYHEAD = {"net": "MultiTaskNet", "gbm": "MultiTaskGBM", "forest": "MultiTaskForest",
+            "linear": "MultiTaskLinear", "separate-net": "Separate"}
+SINGLE_THREAD = {"MultiTaskNet": {"n_threads": 1}, "MultiTaskGBM": {"n_jobs": 1},
+                 "MultiTaskForest": {"n_jobs": 1}}
+
+
+# -- models -----------------------------------------------------------------------------------
+def make_model(spec: str, seed: int) -> Any:
+    """A model from its spec (see the module docstring)."""
+    from references import REFERENCES
+
+    import polyhead
+    from polyhead.cli import _parse_value
+
+    base, _, args = spec.partition(":")
+    if base in REFERENCES:
+        return REFERENCES[base](seed)
+    params: dict[str, Any] = {}
+    for item in filter(None, _split_args(args)):
+        key, _, value = item.partition("=")
+        params[key.strip()] = _parse_value(value)
+    if base == "separate-net":
+        inner = polyhead.MultiTaskNet(**{**SINGLE_THREAD["MultiTaskNet"], **params})
+        return polyhead.Separate(inner, random_state=seed)
+    cls = getattr(polyhead, POLYHEAD[base])
+    if "hidden" in params and not isinstance(params["hidden"], tuple):
+        params["hidden"] = (params["hidden"],)
+    return cls(random_state=seed, **{**SINGLE_THREAD.get(cls.__name__, {}), **params})
+
+
+def _split_args(text: str) -> list[str]:
+    """``a=1,b=2,3,c=x`` -> ["a=1", "b=2,3", "c=x"]: a value may hold commas (a tuple)."""
+    out: list[str] = []
+    for part in text.split(","):
+        if "=" in part or not out:
+            out.append(part)
+        else:
+            out[-1] += "," + part
+    return out
+
+
+def fit_outputs(model: Any, data: Any, train: np.ndarray, test: np.ndarray) -> tuple[dict, float]:
+    import warnings
+
+    X_tr, y_tr = data.X.iloc[train], data.y.iloc[train]
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if hasattr(model, "outputs"):  # a reference
+            model.fit(X_tr, y_tr, data.tasks)
+            seconds = time.perf_counter() - start
+            return model.outputs(data.X.iloc[test]), seconds
+        model.set_params(tasks=data.tasks).fit(X_tr, y_tr)
+        seconds = time.perf_counter() - start
+        X_te = data.X.iloc[test]
+        return model._predict_outputs(model._check_X(X_te, fit=False)), seconds
+
+
+# -- scoring ----------------------------------------------------------------------------------
+def task_errors(data: Any, train: np.ndarray, test: np.ndarray, outputs: dict) -> dict[str, float]:
+    """Per task: RRMSE (regression), 1 - AUC (binary, multilabel), 1 - accuracy (multiclass)."""
+    from sklearn.metrics import roc_auc_score
+
+    from polyhead.tasks import fit_task
+
+    y_tr, y_te = data.y.iloc[train], data.y.iloc[test]
+    errors: dict[str, float] = {}
+    for task in data.tasks:
+        state = fit_task(task, y_tr)
+        out = np.asarray(outputs[task.name], dtype=float)
+        if state.kind == "regression":
+            truth, base = state.values(y_te), np.nanmean(state.values(y_tr))
+            keep = ~np.isnan(truth)
+            rmse = math.sqrt(np.mean((out[keep] - truth[keep]) ** 2))
+            errors[task.name] = rmse / math.sqrt(np.mean((base - truth[keep]) ** 2))
+        elif state.kind == "multilabel":
+            truth = state.values(y_te)
+            aucs = []
+            for j in range(truth.shape[1]):
+                keep = ~np.isnan(truth[:, j])
+                if len(np.unique(truth[keep, j])) == 2:
+                    aucs.append(roc_auc_score(truth[keep, j], out[keep, j]))
+            errors[task.name] = 1 - float(np.mean(aucs)) if aucs else math.nan
+        else:
+            codes = state.class_codes(state.column(y_te))
+            keep = codes != -1
+            if state.kind == "binary":
+                positive = codes[keep] == 1
+                errors[task.name] = (1 - roc_auc_score(positive, out[keep])
+                                     if 0 < positive.sum() < len(positive) else math.nan)
+            else:
+                errors[task.name] = 1 - float((out[keep].argmax(axis=1) == codes[keep]).mean())
+    return errors
+
+
+# -- one job ------------------------------------------------------------------------------------
+_DATA: dict[str, Any] = {}
+
+
+def _worker_init() -> None:
+    import logging
+    import warnings
+
+    import torch
+
+    torch.set_num_threads(1)
+    warnings.simplefilter("ignore")
+    for name in ("lightning", "pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def run_one(set_name: str, spec: str, split: int, cache: str) -> dict[str, Any]:
+    import datasets
+
+    if set_name not in _DATA:
+        _DATA[set_name] = datasets.load(set_name)
+    data = _DATA[set_name]
+    train, test = data.splits[split]
+    model = make_model(spec, seed=split)
+    outputs, seconds = fit_outputs(model, data, train, test)
+    errors = task_errors(data, train, test, outputs)
+    result = {"set": set_name, "model": spec, "split": split, "fit_s": seconds,
+              "tasks": errors, "error": float(np.nanmean(list(errors.values())))}
+    path = Path(cache)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    os.replace(tmp, path)
+    return result
+
+
+def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:
+    key = hashlib.sha1(spec.encode()).hexdigest()[:10]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in spec)[:60]
+    return out / "cache" / set_name / f"{safe}-{key}-{split}.json"
+
+
+# -- report -------------------------------------------------------------------------------------
+def report(results: pd.DataFrame, sets: list[str], models: list[str], reference: str) -> str:
+    per_set = results.groupby(["set", "model"])["error"].mean().unstack("model")
+    per_set = per_set.reindex(index=[s for s in sets if s in per_set.index],
+                              columns=[m for m in models if m in per_set.columns])
+    seconds = results.groupby(["set", "model"])["fit_s"].mean().unstack("model").reindex_like(per_set)
+    ranks = per_set.rank(axis=1, method="average")
+    lines = ["| set | " + " | ".join(per_set.columns) + " |",
+             "|---|" + "---|" * len(per_set.columns)]
+    for name, row in per_set.iterrows():
+        best = row.min()
+        cells = [(f"**{v:.4f}**" if v == best else f"{v:.4f}") if not math.isnan(v) else "-"
+                 for v in row]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| **mean rank** | " + " | ".join(f"{ranks[c].mean():.2f}" for c in per_set.columns) + " |")
+    if reference in per_set.columns:
+        ratio = per_set.div(per_set[reference], axis=0)
+        lines.append(f"| error / {reference} (geo. mean) | " + " | ".join(
+            f"{math.exp(np.log(ratio[c]).mean()):.3f}" for c in per_set.columns) + " |")
+        lines.append(f"| sets better than {reference} | " + " | ".join(
+            f"{int((ratio[c] < 1).sum())}/{int(ratio[c].notna().sum())}" for c in per_set.columns) + " |")
+        time_ratio = seconds.div(seconds[reference], axis=0)
+        lines.append(f"| fit time / {reference} (geo. mean) | " + " | ".join(
+            f"{math.exp(np.log(time_ratio[c]).mean()):.2f}" for c in per_set.columns) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(DEFAULT_SETS))
+    parser.add_argument("--models", default=",".join(DEFAULT_MODELS),
+                        help="';'-separated model specs (a spec's parameters may hold commas)")
+    parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--rerun", default="", help="';'-separated specs to refit")
+    parser.add_argument("--splits", type=int, default=0, help="use only the first N splits (0: all)")
+    parser.add_argument("--out", default=str(HERE / "out" / "quality"))
+    parser.add_argument("--reference", default="lightgbm")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers
+    os.environ.setdefault("LITLOGGER_DISABLE", "1")
+
+    import datasets
+
+    sep = ";" if ";" in args.models else ","
+    models = [m.strip() for m in args.models.split(sep) if m.strip()]
+    rerun = {m.strip() for m in args.rerun.split(";") if m.strip()}
+    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    out = Path(args.out)
+    jobs, rows = [], []
+    for name in sets:
+        data = datasets.load(name)
+        if data is None:
+            print(f"skipping {name}: not available", flush=True)
+            continue
+        n_splits = len(data.splits) if not args.splits else min(args.splits, len(data.splits))
+        for spec in models:
+            for split in range(n_splits):
+                path = cache_path(out, name, spec, split)
+                if path.exists() and spec not in rerun:
+                    rows.append(json.loads(path.read_text()))
+                else:
+                    jobs.append((name, spec, split, str(path)))
+    print(f"{len(rows)} results cached, {len(jobs)} fits to run with {args.jobs} workers", flush=True)
+    start = time.perf_counter()
+    if jobs:
+        import multiprocessing as mp
+
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn"),
+                                 initializer=_worker_init) as pool:
+            futures = {pool.submit(run_one, *job): job for job in jobs}
+            for i, future in enumerate(as_completed(futures), 1):
+                job = futures[future]
+                try:
+                    result = future.result()
+                except Exception as exc:  # one failed fit must not lose the others
+                    print(f"FAILED {job[:3]}: {type(exc).__name__}: {exc}", flush=True)
+                    continue
+                rows.append(result)
+                print(f"[{i}/{len(jobs)}, {time.perf_counter() - start:.0f} s] {job[0]} {job[1]} "
+                      f"split {job[2]}: error {result['error']:.4f}, {result['fit_s']:.1f} s", flush=True)
+    results = pd.DataFrame(rows)
+    table = report(results, sets, models, args.reference)
+    header = (f"Quality benchmark: {len(set(results['set']))} sets, mean error per set over its "
+              f"splits (lower is better; best in bold).\n\n")
+    print("\n" + header + table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.md").write_text(header + table + "\n")
+    results.to_csv(out / "results.csv", index=False)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,158 @@
+"""The network's input block: from the encoded feature matrix to the trunk's input.
+
+The feature encoder (:mod:`polyhead.features`) gives one float32 matrix whose columns have roles
+("numeric", "indicator", "onehot", "code"). This block, shared by every ensemble member:
+
+* embeds the chosen numeric columns, each with its own small network (Gorishniy, Rubachev and
+  Babenko, "On Embeddings for Numerical Features in Tabular Deep Learning", 2022):
+
+  - ``"ple"``: piecewise-linear encoding on quantile bins fitted once on the training rows
+    (a value's position within each bin, 0 below, 1 above), then a linear map and ReLU;
+  - ``"periodic"``: ``cos`` and ``sin`` of learnt frequencies times the value, then a linear
+    map and ReLU;
+
+* looks up a learnt vector for each "code" column (a high-cardinality categorical);
+* passes every other column through as it is (one-hot, missing indicators, numeric columns
+  that are not embedded, such as 0/1 flags).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+def quantile_bins(values: np.ndarray, n_bins: int) -> np.ndarray:
+    """``(n_features, n_bins + 1)`` bin edges from each column's quantiles. A column with fewer
+    distinct quantiles gets its remaining edges past its last one (empty bins, encoded 0)."""
+    edges = np.zeros((values.shape[1], n_bins + 1), dtype=np.float32)
+    for j in range(values.shape[1]):
+        q = np.unique(np.quantile(values[:, j], np.linspace(0, 1, n_bins + 1)).astype(np.float32))
+        if len(q) < 2:
+            q = np.asarray([q[0], q[0] + 1.0], dtype=np.float32)
+        pad = np.arange(1, n_bins + 2 - len(q), dtype=np.float32) + q[-1]
+        edges[j] = np.concatenate([q, pad])[: n_bins + 1]
+        edges[j, len(q):] = np.inf  # padding: empty bins beyond the last edge
+    return edges
+
+
+class PiecewiseLinear(nn.Module):
+    """Piecewise-linear encoding then a per-feature linear map and ReLU: ``(..., F)`` ->
+    ``(..., F * d_embedding)``."""
+
+    edges: torch.Tensor
+
+    def __init__(self, edges: torch.Tensor, d_embedding: int) -> None:
+        super().__init__()
+        n_features, n_edges = edges.shape
+        self.register_buffer("edges", edges.clone())
+        self.weight = nn.Parameter(torch.empty(n_features, n_edges - 1, d_embedding))
+        self.bias = nn.Parameter(torch.empty(n_features, d_embedding))
+        bound = 1 / math.sqrt(n_edges - 1)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        edges = self.edges
+        left, right = edges[:, :-1], edges[:, 1:]
+        finite = torch.isfinite(right)
+        width = torch.where(finite, right - left, torch.ones_like(left)).clamp_min(1e-12)
+        t = (x.unsqueeze(-1) - torch.where(torch.isfinite(left), left, torch.zeros_like(left))) / width
+        n_bins = left.shape[1]
+        last = finite.sum(-1, keepdim=True) - 1  # each feature's last real bin
+        index = torch.arange(n_bins, device=x.device)
+        lower = torch.where(index == 0, -math.inf, 0.0)           # below the range: extrapolate
+        upper = torch.where(index == last, math.inf, 1.0)         # above the range: extrapolate
+        t = torch.maximum(torch.minimum(t, upper), lower)
+        return torch.where(finite, t, torch.zeros_like(t))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        z = torch.einsum("...ft,ftd->...fd", self.encode(x), self.weight) + self.bias
+        return torch.relu(z).flatten(-2)
+
+
+class Periodic(nn.Module):
+    """``[cos(2 pi c x), sin(2 pi c x)]`` with learnt frequencies ``c``, then a per-feature
+    linear map and ReLU: ``(..., F)`` -> ``(..., F * d_embedding)``."""
+
+    def __init__(self, n_features: int, d_embedding: int, n_frequencies: int = 16,
+                 scale: float = 0.1) -> None:
+        super().__init__()
+        self.frequencies = nn.Parameter(torch.randn(n_features, n_frequencies) * scale)
+        self.weight = nn.Parameter(torch.empty(n_features, 2 * n_frequencies, d_embedding))
+        self.bias = nn.Parameter(torch.empty(n_features, d_embedding))
+        bound = 1 / math.sqrt(2 * n_frequencies)
+        nn.init.uniform_(self.weight, -bound, bound)
+        nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        v = 2 * math.pi * self.frequencies * x.unsqueeze(-1)
+        z = torch.einsum("...ft,ftd->...fd", torch.cat([torch.cos(v), torch.sin(v)], -1), self.weight)
+        return torch.relu(z + self.bias).flatten(-2)
+
+
+class InputBlock(nn.Module):
+    """The encoded matrix ``(..., n_inputs)`` as the trunk's input ``(..., out_features)``.
+
+    Parameters
+    ----------
+    n_inputs : int
+        Width of the encoded matrix.
+    embedded : sequence of int
+        Columns given numeric embeddings (empty: none).
+    codes : sequence of int
+        Columns holding category codes, with ``cardinalities`` and ``d_category`` each.
+    numeric_embedding : {"ple", "periodic", None}
+    edges : tensor, optional
+        PLE bin edges, ``(len(embedded), n_bins + 1)``.
+    """
+
+    passthrough: torch.Tensor
+    embedded_index: torch.Tensor
+    code_index: torch.Tensor
+    out_features: int
+
+    def __init__(self, n_inputs: int, embedded: Sequence[int] = (), codes: Sequence[int] = (),
+                 cardinalities: Sequence[int] = (), numeric_embedding: str | None = None,
+                 edges: torch.Tensor | None = None, n_bins: int = 32, d_embedding: int = 16,
+                 d_category: int = 16) -> None:
+        super().__init__()
+        self.n_inputs = n_inputs
+        self.embedded = list(embedded) if numeric_embedding else []
+        self.codes = list(codes)
+        special = set(self.embedded) | set(self.codes)
+        # derived from the constructor's arguments: not saved with the weights
+        self.register_buffer("passthrough", torch.tensor([i for i in range(n_inputs) if i not in special],
+                                                         dtype=torch.long), persistent=False)
+        self.register_buffer("embedded_index", torch.tensor(self.embedded, dtype=torch.long),
+                             persistent=False)
+        self.register_buffer("code_index", torch.tensor(self.codes, dtype=torch.long), persistent=False)
+        self.numeric: nn.Module | None = None
+        if self.embedded:
+            if numeric_embedding == "ple":
+                if edges is None:  # shapes only (loading): the buffer comes from the file
+                    edges = torch.zeros(len(self.embedded), n_bins + 1)
+                self.numeric = PiecewiseLinear(edges, d_embedding)
+            elif numeric_embedding == "periodic":
+                self.numeric = Periodic(len(self.embedded), d_embedding)
+            else:
+                raise ValueError(f"unknown numeric_embedding {numeric_embedding!r}")
+        self.categories = nn.ModuleList(nn.Embedding(int(c), d_category) for c in cardinalities)
+        self.identity = not self.embedded and not self.codes
+        self.out_features = (len(self.passthrough) + len(self.embedded) * d_embedding
+                             + len(self.codes) * d_category)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.identity:
+            return x
+        parts = [x.index_select(-1, self.passthrough)]
+        if self.numeric is not None:
+            parts.append(self.numeric(x.index_select(-1, self.embedded_index)))
+        if self.codes:
+            codes = x.index_select(-1, self.code_index).long()
+            parts += [table(codes[..., j]) for j, table in enumerate(self.categories)]
+        return torch.cat(parts, dim=-1)

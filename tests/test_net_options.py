@@ -1,0 +1,168 @@
+"""The network's options: ensembles, embeddings, task layers, experts, per-task best epochs,
+loss weighting strategies. Behaviour only (shapes, masking, seeds, files), never quality."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from conftest import FAST, MIXED_TASKS, make_mixed
+
+import polyhead
+from polyhead import MultiTaskNet
+from polyhead.nn import BatchEnsembleLinear, InputBlock, MultiTaskModule
+from polyhead.nn.inputs import PiecewiseLinear, quantile_bins
+
+OPTIONS = {
+    "batch ensemble": dict(n_ensemble=4, ensemble="batch"),
+    "packed ensemble": dict(n_ensemble=3, ensemble="packed"),
+    "ple": dict(numeric_embedding="ple", n_bins=8, d_embedding=4),
+    "periodic": dict(numeric_embedding="periodic", d_embedding=4),
+    "category embeddings": dict(embed_above=2, d_embedding=3),
+    "task layers": dict(head_hidden=(8,)),
+    "experts": dict(experts=3),
+    "per-task best epoch": dict(best_epoch="per_task"),
+    "robust": dict(numeric="robust"),
+    "dwa": dict(weighting="dwa"),
+    "famo": dict(weighting="famo"),
+    "everything": dict(n_ensemble=3, ensemble="batch", numeric_embedding="ple", n_bins=6,
+                       embed_above=2, head_hidden=(8,), best_epoch="per_task", weighting="dwa"),
+}
+
+
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_each_option_fits_predicts_and_round_trips(name, tmp_path):
+    X, y = make_mixed(240, missing=0.1)
+    model = MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, **OPTIONS[name]}).fit(X, y)
+    pred = model.predict(X)
+    assert pred.shape == (240, 3) and np.isfinite(pred["amount"]).all()
+    assert np.allclose(model.predict_proba(X)["level"].sum(axis=1), 1)
+    model.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(again.predict(X), pred)
+    assert again.get_params() == model.get_params()
+    # the same seed gives the same model
+    twin = MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, **OPTIONS[name]}).fit(X, y)
+    pd.testing.assert_frame_equal(twin.predict(X), pred)
+
+
+def test_batch_ensemble_layer_shares_one_weight_matrix():
+    layer = BatchEnsembleLinear(4, 5, 3, first=True)
+    assert layer.weight.shape == (5, 3) and layer.r.shape == (4, 1, 5) and layer.s.shape == (4, 1, 3)
+    assert set(layer.r.detach().unique().tolist()) <= {-1.0, 1.0}      # TabM: random signs first
+    assert torch.equal(layer.bias[0], layer.bias[1])                    # members start alike
+    x = torch.randn(4, 7, 5)
+    out = layer(x)
+    manual = torch.stack([((x[i] * layer.r[i]) @ layer.weight) * layer.s[i] + layer.bias[i]
+                          for i in range(4)])
+    torch.testing.assert_close(out, manual)
+
+
+def test_batch_ensemble_members_differ_and_average():
+    X, y = make_mixed(200)
+    model = MultiTaskNet(tasks={"amount": "regression"}, n_ensemble=4, ensemble="batch",
+                         **FAST).fit(X, y[["amount"]])
+    members = model._member_outputs(X)["amount"]
+    assert members.shape == (4, 200)
+    assert members.std(axis=0).mean() > 0                              # not four copies
+    np.testing.assert_allclose(model.predict(X)["amount"], members.mean(axis=0))
+    _, spread = model.predict(X, return_std=True)
+    np.testing.assert_allclose(spread["amount"], members.std(axis=0))
+    n_trunk = sum(p.numel() for n, p in model.module_.trunk.named_parameters() if n.endswith("weight"))
+    single = MultiTaskNet(tasks={"amount": "regression"}, **FAST).fit(X, y[["amount"]])
+    assert n_trunk == sum(p.numel() for n, p in single.module_.trunk.named_parameters()
+                          if n.endswith("weight"))                      # shared weights
+
+
+def test_piecewise_linear_encoding():
+    values = np.linspace(0, 10, 101, dtype=np.float32)[:, None]
+    edges = torch.as_tensor(quantile_bins(values, 4))
+    assert edges.shape == (1, 5)
+    ple = PiecewiseLinear(edges, d_embedding=2)
+    enc = ple.encode(torch.tensor([[0.0], [1.25], [5.0], [10.0], [12.5], [-2.5]]))[:, 0]
+    expected = [[0, 0, 0, 0], [0.5, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 2], [-1, 0, 0, 0]]
+    torch.testing.assert_close(enc, torch.tensor(expected))
+    # a column with two values: quantile edges 0, 0.5, 1 (two real bins), the rest empty
+    edges = torch.as_tensor(quantile_bins(np.array([[0.0], [1.0]] * 5, dtype=np.float32), 4))
+    assert torch.isinf(edges[0, 3:]).all()
+    enc = PiecewiseLinear(edges, 2).encode(torch.tensor([[0.25], [0.75]]))
+    assert enc[:, 0].tolist() == [[0.5, 0.0, 0.0, 0.0], [1.0, 0.5, 0.0, 0.0]]
+
+
+def test_input_block_routes_columns():
+    block = InputBlock(5, embedded=[0, 1], codes=[4], cardinalities=[6],
+                       numeric_embedding="periodic", d_embedding=3, d_category=2)
+    assert block.out_features == 2 + 2 * 3 + 2                        # 2 passthrough columns
+    x = torch.tensor([[0.1, 0.2, 1.0, 0.0, 5.0]])
+    assert block(x).shape == (1, 10)
+    assert block(x.expand(3, 1, 5)).shape == (3, 1, 10)
+
+
+def test_only_numeric_columns_with_more_than_two_values_are_embedded():
+    X, y = make_mixed(200)
+    X = X.assign(flag=np.arange(200) % 2)
+    model = MultiTaskNet(tasks={"amount": "regression"}, numeric_embedding="ple", n_bins=4,
+                         **FAST).fit(X, y[["amount"]])
+    names = model.features_.feature_names_out_
+    assert [names[i] for i in model._layout["embedded"]] == ["a", "b"]
+
+
+def test_high_cardinality_columns_get_embedding_codes():
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=300), "shop": rng.choice([f"s{i}" for i in range(40)], 300)})
+    y = pd.DataFrame({"t": X.a + (X.shop == "s3") * 2.0})
+    model = MultiTaskNet(embed_above=10, d_embedding=5, **FAST).fit(X, y)
+    assert model.features_.roles_ == ["numeric", "code"]
+    table = model.module_.inputs.categories[0]
+    assert table.num_embeddings == 42 and table.embedding_dim == 5     # 40 + unseen + nothing missing
+    unseen = model.predict(pd.DataFrame({"a": [0.0], "shop": ["never-seen"]}))
+    assert np.isfinite(unseen["t"]).all()
+
+
+def test_task_layers_and_experts_shape_the_module():
+    module = MultiTaskModule(6, {"a": 1, "b": 3}, hidden=(8,), head_hidden=(4,), experts=2)
+    out = module(torch.randn(5, 6))
+    assert out["a"].shape == (5, 1) and out["b"].shape == (5, 3)
+    gates = module.experts.gates
+    assert set(gates) == {"a", "b"}
+    ens = MultiTaskModule(6, {"a": 1, "b": 3}, hidden=(8,), k=3, ensemble="batch")
+    assert ens(torch.randn(5, 6))["b"].shape == (3, 5, 3)
+
+
+def test_per_task_best_epochs_keep_only_the_snapshots_tasks_need(tmp_path):
+    X, y = make_mixed(300)
+    model = MultiTaskNet(tasks=MIXED_TASKS, best_epoch="per_task", **{**FAST, "max_epochs": 30}).fit(X, y)
+    epochs = model.task_best_epochs_
+    assert set(epochs) == set(MIXED_TASKS)
+    assert set(model._snapshots) == set(epochs.values()) - {model.best_epoch_}
+    for task, epoch in epochs.items():
+        valid = [r["valid"][task] for r in model.history_]
+        assert valid[epoch - 1] == min(valid)                         # its own best epoch
+    manifest = model._get_state()[0]
+    assert manifest["training"]["task_best_epochs"] == epochs
+    # a task predicted from its snapshot differs from the joint weights' prediction
+    joint = MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, "max_epochs": 30}).fit(X, y)
+    if model._snapshots:
+        assert not model.predict(X).equals(joint.predict(X))
+
+
+def test_weighting_strategies_adapt_their_weights():
+    from polyhead.nn.weighting import DWA, FAMO
+
+    class Kind:
+        uncertainty_factor = 1.0
+
+    dwa = DWA(temperature=1.0)
+    dwa.setup([Kind(), Kind()], [1.0, 1.0])
+    for losses in ([1.0, 1.0], [0.5, 1.0], [0.25, 1.0]):              # task 0 keeps falling
+        dwa.on_epoch_end(torch.tensor(losses))
+    w = dwa.effective_weights()
+    assert w[1] > w[0] and sum(w) == pytest.approx(2.0)
+    famo = FAMO(lr=0.1)
+    famo.setup([Kind(), Kind()], [1.0, 1.0])
+    for step in range(20):                                             # task 1 never improves
+        famo.after_backward(torch.tensor([1.0 / (step + 1), 1.0]))
+    w = famo.effective_weights()
+    assert w[1] > w[0]
+    assert torch.isfinite(famo(torch.tensor([0.3, 0.7])))

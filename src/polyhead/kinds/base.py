@@ -203,6 +203,19 @@ class Kind:
         """The head's raw output as this kind's outputs (probabilities, values in units...)."""
         raise NotImplementedError
 
+    def stack_key(self) -> Any:
+        """Tasks with the same (non-None) key may be trained as one block: their one-column
+        heads, targets and weights side by side, their losses from one call to
+        :meth:`stacked_loss` (174 binary labels then cost about what one multilabel task does)."""
+        return None
+
+    @staticmethod
+    def stacked_loss(raw: torch.Tensor, target: torch.Tensor,
+                     weight: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
+        """Per-task losses ``(T,)`` of T stacked tasks: ``raw``, ``target``, ``weight`` are
+        ``(..., n, T)``; each column is reduced as :meth:`loss` reduces one task."""
+        raise NotImplementedError
+
     def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
                     weight: torch.Tensor | None) -> torch.Tensor:  # pragma: no cover - abstract
         """The training loss computed from outputs instead of raw values: an ensemble's
@@ -305,6 +318,15 @@ def numeric_values(task: Task, column: pd.Series, what: str) -> np.ndarray:
 def log_prob(p: torch.Tensor) -> torch.Tensor:
     """``log p`` with probabilities clipped away from 0 (an output loss must stay finite)."""
     return p.clamp(1e-7, 1.0).log()
+
+
+def column_means(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+    """Per-column (weighted) means of ``(..., n, T)`` values: ``(T,)``."""
+    flat = values.reshape(-1, values.shape[-1])
+    if weight is None:
+        return flat.mean(0)
+    w = weight.reshape(-1, values.shape[-1]).to(values.dtype)
+    return (flat * w).sum(0) / w.sum(0).clamp_min(1e-12)
 
 
 def masked_mean(values: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:

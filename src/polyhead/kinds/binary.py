@@ -7,13 +7,13 @@ Loss: log loss on a sigmoid. Metrics: accuracy, ROC AUC, log loss.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from ._classes import ClassKind
-from .base import Slot, log_prob, masked_mean
+from .base import Slot, column_means, log_prob, masked_mean
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -49,6 +49,16 @@ class Binary(ClassKind):
             return F.binary_cross_entropy_with_logits(raw.squeeze(-1), target)
         return masked_mean(F.binary_cross_entropy_with_logits(raw.squeeze(-1), target,
                                                               reduction="none"), weight)
+
+    def stack_key(self) -> Any:
+        return ("binary", self.loss_name)
+
+    @staticmethod
+    def stacked_loss(raw: torch.Tensor, target: torch.Tensor,
+                     weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        return column_means(F.binary_cross_entropy_with_logits(raw, target, reduction="none"), weight)
 
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         import torch

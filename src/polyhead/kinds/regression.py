@@ -18,6 +18,7 @@ from ..exceptions import TaskError
 from .base import (
     Kind,
     Slot,
+    column_means,
     describe_bad,
     finite_float,
     masked_mean,
@@ -70,6 +71,22 @@ class Scaled(Kind):
         self.scale = finite_float(state.get("scale"), f"task {self.name!r}: scale", positive=True)
 
 
+def _stacked_regression(name: str) -> Any:
+    def stacked(raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
+        import torch.nn.functional as F
+
+        diff = raw - target
+        if name == "mse":
+            values = diff ** 2
+        elif name == "huber":
+            values = F.huber_loss(raw, target, reduction="none")
+        else:
+            values = diff.abs()
+        return column_means(values, weight)
+
+    return stacked
+
+
 class Regression(Scaled):
     kind = "regression"
     head_label = "value"
@@ -95,6 +112,13 @@ class Regression(Scaled):
 
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.squeeze(-1) * self.scale + self.mean
+
+    def stack_key(self) -> Any:
+        return ("regression", self.loss_name)
+
+    def stacked_loss(self, raw: torch.Tensor, target: torch.Tensor,  # type: ignore[override]
+                     weight: torch.Tensor | None) -> torch.Tensor:
+        return _stacked_regression(self.loss_name)(raw, target, weight)
 
     def output_loss(self, outputs: torch.Tensor, target: torch.Tensor,
                     weight: torch.Tensor | None) -> torch.Tensor:

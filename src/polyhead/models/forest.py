@@ -37,6 +37,8 @@ class MultiTaskForest(SklearnMultiTask):
         (``max_features`` default: "sqrt" for classifiers, 1.0 for regressors, as there).
     random_state : int or None
     n_jobs : int or None
+        Threads, with scikit-learn's meaning; None follows polyhead's thread policy
+        (:mod:`polyhead.parallel`).
     max_categories : int, default=64
         One-hot slots per categorical column; rarer categories share an "other" slot.
 
@@ -92,7 +94,7 @@ class MultiTaskForest(SklearnMultiTask):
         return getattr(ensemble, name)(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
             min_samples_leaf=self.min_samples_leaf, random_state=self.random_state,
-            n_jobs=self.n_jobs, **kwargs)
+            n_jobs=getattr(self, "_threads", 1), **kwargs)
 
     def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
         return groups_by_objective(slots)

@@ -100,7 +100,10 @@ class MultiTaskGBM(SklearnMultiTask):
     validation_fraction : float, default=0.1
     n_iter_no_change : int, default=20
     random_state : int or None
-    n_jobs : int or None (LightGBM and XGBoost threads)
+    n_jobs : int or None
+        Threads, with scikit-learn's meaning; None follows polyhead's thread policy
+        (:mod:`polyhead.parallel`: one thread under 20,000 rows, on a busy machine and under
+        outer parallelism).
     max_categories : int, default=64
         One-hot slots per categorical column; rarer categories share an "other" slot.
     """
@@ -194,7 +197,7 @@ class MultiTaskGBM(SklearnMultiTask):
         params: dict[str, Any] = dict(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             num_leaves=self.max_leaf_nodes, max_depth=self.max_depth or -1,
-            random_state=self.random_state, n_jobs=self.n_jobs, verbose=-1,
+            random_state=self.random_state, n_jobs=self._threads, verbose=-1,
             min_child_samples=min(20, max(1, len(y) // 10)))
         if objective == "classification":
             model = lgb.LGBMClassifier(**params)
@@ -227,7 +230,7 @@ class MultiTaskGBM(SklearnMultiTask):
         params: dict[str, Any] = dict(
             n_estimators=self.n_estimators, learning_rate=self.learning_rate,
             max_leaves=self.max_leaf_nodes, max_depth=self.max_depth or 0, tree_method="hist",
-            grow_policy="lossguide", random_state=self.random_state, n_jobs=self.n_jobs)
+            grow_policy="lossguide", random_state=self.random_state, n_jobs=self._threads)
         if objective == "regression" and y.ndim == 2:
             params["multi_strategy"] = "multi_output_tree"
         if objective == "poisson":

@@ -37,7 +37,9 @@ class MultiTaskLinear(SklearnMultiTask):
         Inverse regularisation of the logistic regressions.
     max_iter : int, default=2000
     random_state : int or None
-    n_jobs : int or None (unused; for a uniform API)
+    n_jobs : int or None
+        Threads for BLAS, with scikit-learn's meaning; None follows polyhead's thread policy
+        (:mod:`polyhead.parallel`).
     max_categories : int, default=64
         One-hot slots per categorical column; rarer categories share an "other" slot.
     """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import itertools
 import math
 import time
 from collections.abc import Iterator
@@ -21,10 +22,6 @@ from ..tasks import TaskSpec
 from .base import MultiTaskMixin
 
 _PREDICT_CHUNK = 65536
-
-
-# Below this much work per layer (rows x width), extra threads cost more than they save.
-_SMALL_WORK = 4096
 
 
 @contextlib.contextmanager
@@ -145,9 +142,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Seeds initialisation, shuffling, dropout and the validation split: the same seed gives
         bit-identical results on a CPU with the same thread count.
     n_threads : int or None, default=None
-        Torch threads while fitting and predicting. None chooses: one thread when the work
-        per layer (batch rows x widest layer x members) is at most 4096, where more threads
-        only add synchronisation, otherwise torch's own setting.
+        Torch threads while fitting and predicting. None follows polyhead's thread policy
+        (:mod:`polyhead.parallel`): one thread for small networks, on a busy machine and inside
+        outer parallelism; otherwise every CPU this process may use.
     compile : bool, default=False
         Train through ``torch.compile`` (it did not pay on the project's 2-core CPU).
     device : str, default="cpu"
@@ -280,20 +277,24 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.features_ = FeatureEncoder(numeric=self.numeric, max_categories=self.max_categories,
                                         embed_above=self.embed_above).fit(Xf)
         features = self.features_.transform(Xf)
-        targets = {}
+        per_task = {}
         for t in self.task_states_:
             values, _ = t.encode(yf)
             weight = self._training_weights[t.name]
             if weight is not None:  # a label outside a task's weight never reaches its loss
                 values = np.where(weight > 0, values, np.zeros((), values.dtype))
-            targets[t.name] = (values, None if weight is None else weight.astype(np.float32))
+            per_task[t.name] = (values, None if weight is None else weight.astype(np.float32))
+        self._units = _loss_units(self.task_states_)
+        self._loss_order = _order(self._units)
+        targets = _unit_targets(self._units, per_task)
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
         self._seed = seed
         n_train = len(features) - math.floor(len(features) * self.validation_fraction)
         self._layout = self._input_layout(features)
-        with _torch_session(seed, self._auto_threads(self._batch_size(n_train))):
+        self._n_inputs = features.shape[1]
+        with _torch_session(seed, self._threads_for(self._batch_size(n_train))):
             self.module_ = self.build_module(features.shape[1]).to(self.device)
             self.module_.init_head_bias({t.name: bias for t in self.task_states_
                                          if (bias := t.head_bias()) is not None})
@@ -386,11 +387,16 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         perm = rng.permutation(n)
         return np.sort(perm[n_valid:]), np.sort(perm[:n_valid])
 
-    def _auto_threads(self, rows: int) -> int | None:
-        if self.n_threads is not None:
-            return int(self.n_threads)
-        width = max((int(h) for h in self.hidden), default=1)
-        return 1 if rows * width * self.n_ensemble <= _SMALL_WORK else None
+    def _threads_for(self, rows: int) -> int:
+        """Torch threads for steps of ``rows`` rows (see :mod:`polyhead.parallel`): one for
+        small work, on a busy machine and under outer parallelism."""
+        from ..parallel import net_threads
+
+        widths = [getattr(self, "_n_inputs", 1), *(int(h) for h in self.hidden),
+                  *(int(h) for h in self.head_hidden),
+                  sum(t.head_width for t in getattr(self, "task_states_", []))]
+        per_row = sum(a * b for a, b in itertools.pairwise(widths))
+        return net_threads(rows * per_row * self.n_ensemble * max(1, self.experts), self.n_threads)
 
     def _batch_size(self, n_train: int) -> int:
         if self.batch_size != "auto":
@@ -531,10 +537,30 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return losses.detach()
 
     def compute_loss(self, outputs: dict[str, Any], targets: dict[str, tuple[Any, Any]]) -> Any:
-        """The vector of per-task losses (each kind's own), each over its weighted labels."""
+        """The vector of per-task losses (each kind's own), each over its weighted labels.
+
+        Tasks of one kind whose losses can be computed side by side (binary, regression) are
+        one block: one call for all of them (see :meth:`polyhead.kinds.Kind.stack_key`)."""
         import torch
 
-        return torch.stack([t.loss(outputs[t.name], *targets[t.name]) for t in self.task_states_])
+        units = getattr(self, "_units", None)
+        if units is None:
+            return torch.stack([t.loss(outputs[t.name], *targets[t.name]) for t in self.task_states_])
+        parts = []
+        for unit in units:
+            if unit.block:
+                fused = getattr(outputs, "fused", None)
+                span = unit.span(getattr(outputs, "spans", {})) if fused is not None else None
+                if fused is not None and span is not None:
+                    raw = fused[..., span[0]:span[1]]
+                else:
+                    raw = torch.cat([outputs[n] for n in unit.names], dim=-1)
+                parts.append(unit.state.stacked_loss(raw, *targets[unit.key]))
+            else:
+                parts.append(unit.state.loss(outputs[unit.key], *targets[unit.key]).reshape(1))
+        losses = torch.cat(parts)
+        order = getattr(self, "_loss_order", None)
+        return losses if order is None else losses[order]
 
     def evaluate_losses(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> Any:
         """Per-task losses on held-out rows, without gradients; an ensemble's are those of its
@@ -546,7 +572,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             raw = getattr(self, "_forward", self.module_)(x)
             if self.n_ensemble == 1:
                 return self.compute_loss(raw, targets)
-            return torch.stack([t.output_loss(t.output(raw[t.name]).mean(0), *targets[t.name])
+            per_task = _task_targets(getattr(self, "_units", None), targets)
+            return torch.stack([t.output_loss(t.output(raw[t.name]).mean(0), *per_task[t.name])
                                 for t in self.task_states_])
 
     # -- persistence -------------------------------------------------------------------------
@@ -713,7 +740,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         for t in self.task_states_:
             by_epoch.setdefault(getattr(self, "task_best_epochs_", {}).get(t.name, -1), []).append(t)
         snapshots = getattr(self, "_snapshots", {})
-        with _threads(self._auto_threads(min(len(features), chunk))), torch.inference_mode():
+        self._n_inputs = features.shape[1]
+        with _threads(self._threads_for(min(len(features), chunk))), torch.inference_mode():
             for start in range(0, len(features), chunk):
                 x = torch.from_numpy(features[start:start + chunk]).to(self.device)
                 for epoch, tasks in by_epoch.items():
@@ -766,6 +794,86 @@ def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
     from ..nn.inputs import quantile_bins
 
     return quantile_bins(values, n_bins)
+
+
+class _Unit:
+    """One loss computation: a task, or a block of tasks of one stackable kind."""
+
+    def __init__(self, states: list[Any], positions: list[int]) -> None:
+        self.state = states[0]
+        self.names = [s.name for s in states]
+        self.positions = positions
+        self.block = len(states) > 1
+        self.key = f"__block_{positions[0]}" if self.block else states[0].name
+        self._span: Any = False
+
+    def span(self, spans: dict[str, tuple[int, int]]) -> tuple[int, int] | None:
+        """The block's columns in a fused output, when they are contiguous (cached)."""
+        if self._span is False:
+            cols = [spans[n] for n in self.names]
+            contiguous = all(a[1] == b[0] for a, b in itertools.pairwise(cols))
+            self._span = (cols[0][0], cols[-1][1]) if contiguous else None
+        return self._span
+
+
+def _loss_units(states: list[Any]) -> list[_Unit]:
+    """Tasks grouped into blocks by their kinds' stack keys (one-column heads only)."""
+    groups: dict[Any, list[int]] = {}
+    units: list[_Unit] = []
+    for i, state in enumerate(states):
+        key = state.stack_key() if state.head_width == 1 else None
+        if key is None:
+            units.append(_Unit([state], [i]))
+        else:
+            groups.setdefault(key, []).append(i)
+    for positions in groups.values():
+        if len(positions) == 1:
+            units.append(_Unit([states[positions[0]]], positions))
+        else:
+            units.append(_Unit([states[i] for i in positions], positions))
+    units.sort(key=lambda u: u.positions[0])
+    return units
+
+
+def _unit_targets(units: list[_Unit], per_task: dict[str, tuple[np.ndarray, np.ndarray | None]]
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Targets per unit: a block's targets and weights side by side, ``(n, T)``."""
+    out: dict[str, tuple[np.ndarray, np.ndarray | None]] = {}
+    for unit in units:
+        if not unit.block:
+            out[unit.key] = per_task[unit.key]
+            continue
+        values = np.column_stack([per_task[n][0] for n in unit.names]).astype(np.float32)
+        weights = [per_task[n][1] for n in unit.names]
+        weight = None if all(w is None for w in weights) else np.column_stack(
+            [np.ones(len(values), np.float32) if w is None else w for w in weights])
+        out[unit.key] = (values, weight)
+    return out
+
+
+def _task_targets(units: list[_Unit] | None, targets: dict[str, tuple[Any, Any]]) -> dict[str, tuple[Any, Any]]:
+    """Per-task targets again, from the units' (a block's column j is its j-th task)."""
+    if units is None:
+        return targets
+    out: dict[str, tuple[Any, Any]] = {}
+    for unit in units:
+        v, w = targets[unit.key]
+        if not unit.block:
+            out[unit.key] = (v, w)
+            continue
+        for j, name in enumerate(unit.names):
+            out[name] = (v[..., j], None if w is None else w[..., j])
+    return out
+
+
+def _order(units: list[_Unit]) -> Any:
+    """Index that puts the units' concatenated losses back in task order (None: already)."""
+    import torch
+
+    flat = [p for u in units for p in u.positions]
+    if flat == list(range(len(flat))):
+        return None
+    return torch.as_tensor(np.argsort(flat))
 
 
 def _expand(batch: dict[str, tuple[Any, Any]], k: int) -> dict[str, tuple[Any, Any]]:

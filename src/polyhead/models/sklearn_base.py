@@ -175,6 +175,17 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         return [[s] for s in slots]
 
     def _fit_units(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
+        from threadpoolctl import threadpool_limits
+
+        from ..parallel import tree_threads
+
+        # one thread count for the whole fit (see polyhead.parallel): the libraries' own
+        # threads (n_jobs below) and their BLAS / OpenMP pools alike
+        self._threads = tree_threads(len(F), getattr(self, "n_jobs", None))
+        with threadpool_limits(limits=self._threads):
+            return self._fit_each(F, slots)
+
+    def _fit_each(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
         units = []
         for group in self._groups(slots):
             rows, y, weight = stack_targets(group)
@@ -206,12 +217,17 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         return [_align(p, c, s[3]) for p, c, s in zip(probas, classes, slots, strict=True)]
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        from threadpoolctl import threadpool_limits
+
+        from ..parallel import tree_threads
+
         F = self.features_.transform(X)
         by_key = {s[0]: s for s in self.slots_}
         results: dict[str, np.ndarray] = {}
-        for keys, model in self.units_:
-            for key, out in zip(keys, self._predict_unit(model, F, [by_key[k] for k in keys]), strict=True):
-                results[key] = out
+        with threadpool_limits(limits=tree_threads(len(F), getattr(self, "n_jobs", None))):
+            for keys, model in self.units_:
+                for key, out in zip(keys, self._predict_unit(model, F, [by_key[k] for k in keys]), strict=True):
+                    results[key] = out
         return {t.name: t.from_slots(results) for t in self.task_states_}
 
     # -- persistence -------------------------------------------------------------------------

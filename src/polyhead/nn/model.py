@@ -92,6 +92,15 @@ class MMoE(nn.Module):
                 for t, g in self.gates.items()}
 
 
+class HeadOutputs(dict):  # type: ignore[type-arg]
+    """``{task: raw output}``, plus the fused output layer's whole tensor (``fused``) and each
+    task's columns in it (``spans``), so a block of tasks is one slice instead of a
+    concatenation of many."""
+
+    fused: torch.Tensor | None = None
+    spans: dict[str, tuple[int, int]] = {}
+
+
 class MultiTaskModule(nn.Module):
     """Input block, trunk (or experts), optional task layers, and one output per task.
 
@@ -141,6 +150,10 @@ class MultiTaskModule(nn.Module):
         per_task = bool(head_hidden) or self.experts is not None or not fused
         last = int(head_hidden[-1]) if head_hidden else int(width)
         self.fused = not per_task
+        offsets = [0]
+        for dim in self.head_sizes.values():
+            offsets.append(offsets[-1] + dim)
+        self.spans = {name: (offsets[i], offsets[i + 1]) for i, name in enumerate(self.head_sizes)}
         self.out: nn.Module = nn.Identity()
         if self.fused:
             self.out = make(last, sum(self.head_sizes.values()), depth + len(head_hidden))
@@ -161,8 +174,11 @@ class MultiTaskModule(nn.Module):
             per_task = None
         if self.fused:
             assert shared is not None
-            parts = torch.split(self.out.forward(shared), list(self.head_sizes.values()), dim=-1)
-            return dict(zip(self.head_sizes, parts, strict=True))
+            whole = self.out.forward(shared)
+            parts = torch.split(whole, list(self.head_sizes.values()), dim=-1)
+            result = HeadOutputs(zip(self.head_sizes, parts, strict=True))
+            result.fused, result.spans = whole, self.spans
+            return result
         out = {}
         for name, head in self.heads.items():
             z = per_task[name] if per_task is not None else shared

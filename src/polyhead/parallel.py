@@ -1,0 +1,147 @@
+"""The thread policy, in one place: how many threads a fit or a prediction may use.
+
+Threads that wait for each other are the worst case on a shared machine: when another process
+keeps a core busy, every parallel region of a two-thread computation waits for the thread that
+was descheduled. We measured a small network's epoch at 3.3 s with two torch threads beside two
+busy processes, against 0.03 s with one. So:
+
+1. **Never more threads than this process may use**: the CPUs in its affinity mask, capped by a
+   cgroup CPU quota (containers, CI runners) and by ``OMP_NUM_THREADS`` when set (as joblib sets
+   it in the workers of scikit-learn's ``n_jobs``).
+2. **One thread for small work**, where extra threads only add synchronisation: a network step
+   under ``SMALL_WORK`` multiply-adds, a tree model on under ``SMALL_ROWS`` rows.
+3. **One thread when the machine is busy**: when the load average already fills the CPUs, more
+   threads would only wait for each other.
+4. **Inner estimators run single-threaded under outer parallelism**: inside ``compare``'s
+   parallel folds, ``Separate`` and ``TaskChain`` with ``n_jobs``, and scikit-learn's ``n_jobs``
+   (via ``OMP_NUM_THREADS``), through :func:`single_threaded` (threadpoolctl caps BLAS and
+   OpenMP; LightGBM and XGBoost get ``n_jobs=1``; torch ``set_num_threads(1)``).
+
+``n_jobs`` follows scikit-learn: None means 1 (or what the policy allows), -1 all CPUs this
+process may use, -2 all but one, and so on.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import threading
+from collections.abc import Iterator
+
+#: Multiply-adds per network step below which one thread is faster than two.
+SMALL_WORK = 2_000_000
+#: Rows below which a tree model is fitted with one thread.
+SMALL_ROWS = 20_000
+
+_local = threading.local()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its affinity mask, a cgroup quota, ``OMP_NUM_THREADS``."""
+    try:
+        count = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        count = os.cpu_count() or 1
+    quota = _cgroup_quota()
+    if quota is not None:
+        count = min(count, quota)
+    omp = os.environ.get("OMP_NUM_THREADS", "")
+    if omp.strip().isdigit() and int(omp) > 0:
+        count = min(count, int(omp))
+    return max(1, count)
+
+
+def _cgroup_quota() -> int | None:
+    """CPUs a cgroup quota allows (v2 ``cpu.max``, v1 ``cfs_quota_us``), or None."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max", encoding="ascii") as fh:
+            quota, period = fh.read().split()[:2]
+        if quota != "max":
+            return max(1, math.ceil(int(quota) / int(period)))
+    except (OSError, ValueError):
+        pass
+    try:
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", encoding="ascii") as fh:
+            quota_us = int(fh.read())
+        with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us", encoding="ascii") as fh:
+            period_us = int(fh.read())
+        if quota_us > 0:
+            return max(1, math.ceil(quota_us / period_us))
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def busy() -> bool:
+    """Whether other work already fills this process's CPUs (1-minute load average)."""
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):
+        return False
+    return load >= available_cpus() - 0.5
+
+
+def nested() -> bool:
+    """Whether we run inside outer parallelism (so this fit must stay single-threaded)."""
+    return getattr(_local, "depth", 0) > 0
+
+
+@contextlib.contextmanager
+def single_threaded() -> Iterator[None]:
+    """Everything inside runs single-threaded: torch, BLAS and OpenMP pools, and polyhead's
+    own choices (tree models get ``n_jobs=1``)."""
+    from threadpoolctl import threadpool_limits
+
+    _local.depth = getattr(_local, "depth", 0) + 1
+    torch_threads = _torch_threads(1)
+    try:
+        with threadpool_limits(limits=1):
+            yield
+    finally:
+        _local.depth -= 1
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+
+
+def _torch_threads(n: int) -> int | None:
+    """Set torch's threads to ``n`` if torch is loaded; return the previous count."""
+    import sys
+
+    if "torch" not in sys.modules:
+        return None
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(n)
+    return previous
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """scikit-learn's meaning of ``n_jobs``, bounded by :func:`available_cpus`."""
+    cpus = available_cpus()
+    if n_jobs is None:
+        return 1
+    if n_jobs < 0:
+        return max(1, cpus + 1 + n_jobs)
+    return max(1, min(int(n_jobs), cpus))
+
+
+def net_threads(work: float, requested: int | None = None) -> int:
+    """Torch threads for a network whose step costs ``work`` multiply-adds."""
+    if requested is not None:
+        return max(1, min(int(requested), available_cpus()))
+    if nested() or work < SMALL_WORK or busy():
+        return 1
+    return available_cpus()
+
+
+def tree_threads(rows: int, n_jobs: int | None) -> int:
+    """Threads for one tree model (forest, booster) on ``rows`` rows."""
+    if n_jobs is not None:
+        return 1 if nested() else resolve_n_jobs(n_jobs)
+    if nested() or rows < SMALL_ROWS or busy():
+        return 1
+    return available_cpus()

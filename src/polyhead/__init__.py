@@ -18,7 +18,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .evaluation.comparison import Comparison, compare
     from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
+    from .models.calibrated import Calibrated
     from .models.chain import TaskChain
+    from .models.conformal import Conformal
     from .models.forest import MultiTaskForest
     from .models.gbm import MultiTaskGBM
     from .models.linear import MultiTaskLinear
@@ -28,7 +30,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .tasks import Task
 
 __all__ = [
+    "Calibrated",
     "Comparison",
+    "Conformal",
     "ModelFileError",
     "MultiTaskForest",
     "MultiTaskGBM",
@@ -55,6 +59,8 @@ _LAZY = {
     "Separate": ("polyhead.models.separate", "Separate"),
     "SingleTarget": ("polyhead.models.separate", "SingleTarget"),
     "TaskChain": ("polyhead.models.chain", "TaskChain"),
+    "Conformal": ("polyhead.models.conformal", "Conformal"),
+    "Calibrated": ("polyhead.models.calibrated", "Calibrated"),
     "compare": ("polyhead.evaluation.comparison", "compare"),
     "Comparison": ("polyhead.evaluation.comparison", "Comparison"),
     "Task": ("polyhead.tasks", "Task"),

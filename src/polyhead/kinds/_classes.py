@@ -47,6 +47,21 @@ def class_labels(values: pd.Series) -> np.ndarray:
     return labels
 
 
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, bins: int = 15) -> float:
+    """ECE: the mean gap between confidence and accuracy over ``bins`` equal-width confidence
+    bins, weighted by how many rows fall in each (Guo et al., 2017)."""
+    if not len(confidence):
+        return float("nan")
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    total = 0.0
+    for b in range(bins):
+        rows = which == b
+        if rows.any():
+            total += rows.sum() * abs(confidence[rows].mean() - correct[rows].mean())
+    return float(total / len(confidence))
+
+
 def labels_json_type(classes: np.ndarray) -> dict[str, Any]:
     kinds = {type(plain(c)) for c in classes.tolist()}
     if kinds <= {bool}:
@@ -157,8 +172,13 @@ class ClassKind(Kind):
             return None
         pred = proba.argmax(axis=1)
         p_true = np.where(codes >= 0, proba[np.arange(len(codes)), np.maximum(codes, 0)], 0.0)
+        onehot = np.zeros_like(proba)
+        known = codes >= 0
+        onehot[np.flatnonzero(known), codes[known]] = 1.0
         return codes, proba, {"n": float(len(codes)), "accuracy": float((pred == codes).mean()),
-                              "log_loss": float(-np.log(np.clip(p_true, EPS, 1.0)).mean())}
+                              "log_loss": float(-np.log(np.clip(p_true, EPS, 1.0)).mean()),
+                              "brier": float(((proba - onehot) ** 2).sum(axis=1).mean()),
+                              "ece": expected_calibration_error(proba.max(axis=1), pred == codes)}
 
     def macro_f1(self, codes: np.ndarray, pred: np.ndarray) -> float:
         from sklearn import metrics as skm
@@ -176,6 +196,49 @@ class ClassKind(Kind):
     def json_type(self) -> dict[str, Any]:
         assert self._classes is not None
         return labels_json_type(self._classes)
+
+    # -- uncertainty ---------------------------------------------------------------------------------
+    conformal_methods: tuple[str, ...] = ("lac", "aps")
+
+    @staticmethod
+    def class_scores(proba: np.ndarray, method: str) -> np.ndarray:
+        """The score each class would have as the label: LAC ``1 - p_c`` (Sadinle et al.,
+        2019), or APS the probability mass of the classes at least as likely as c (Romano et
+        al., 2020), ``(n, n_classes)``."""
+        if method == "lac":
+            return 1.0 - proba
+        order = np.argsort(-proba, axis=1, kind="stable")
+        cumulative = np.cumsum(np.take_along_axis(proba, order, axis=1), axis=1)
+        scores = np.empty_like(proba)
+        np.put_along_axis(scores, order, cumulative, axis=1)
+        return scores
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        codes = self.class_codes(self.column(y))
+        scores = self.class_scores(self.proba_array(outputs), method)
+        picked = scores[np.arange(len(codes)), np.maximum(codes, 0)]
+        picked = np.where(codes == -2, np.inf, picked)  # a class never seen: never covered
+        return np.where(codes == -1, np.nan, picked)
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        assert self._classes is not None
+        inside = self.class_scores(self.proba_array(outputs), method) <= np.reshape(threshold, (-1, 1))
+        return pd.DataFrame(inside, index=index, columns=self._classes.tolist())
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        codes = self.class_codes(self.column(y))
+        inside = region.to_numpy(dtype=bool)
+        covered = np.where(codes >= 0, inside[np.arange(len(codes)), np.maximum(codes, 0)], False)
+        return np.where(codes == -1, np.nan, covered), inside.sum(axis=1).astype(float)
+
+    def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        """``softmax(log p / T)``: T > 1 softens over-confident probabilities."""
+        logp = np.log(np.clip(self.proba_array(outputs), 1e-12, 1.0)) / float(np.ravel(temperature)[0])
+        logp -= logp.max(axis=1, keepdims=True)
+        proba = np.exp(logp)
+        return self.from_proba(proba / proba.sum(axis=1, keepdims=True))
 
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
         from ..evaluation import plots

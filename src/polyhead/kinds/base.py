@@ -261,6 +261,35 @@ class Kind:
         value = self.metrics(y, outputs)[self.score_metric]
         return value if self.directions[self.score_metric] == "max" else -value
 
+    # -- uncertainty (polyhead.Conformal, polyhead.Calibrated) ----------------------------------
+    #: conformity score methods; the first is the default
+    conformal_methods: tuple[str, ...] = ()
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """Nonconformity scores, ``(n,)`` (``(n, k)`` for a multilabel task's k labels), NaN
+        where the label is missing: how badly each label disagrees with the prediction."""
+        raise TypeError(f"task {self.name!r}: {self.kind} tasks have no conformal scores")
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        """The prediction region of every row for a score threshold (per row, ``(n,)``, or per
+        row and label): ``lower``/``upper`` for numbers, a bool column per class for sets."""
+        raise TypeError(f"task {self.name!r}: {self.kind} tasks have no prediction regions")
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row: whether the region covers the label (NaN where missing), and its size
+        (interval width, or number of classes in the set)."""
+        raise TypeError(f"task {self.name!r}: {self.kind} tasks have no prediction regions")
+
+    def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        """Outputs with probabilities temperature-scaled (logits divided by T)."""
+        raise TypeError(f"task {self.name!r}: {self.kind} tasks have no probabilities to calibrate")
+
+    def n_temperatures(self) -> int:
+        """How many temperatures the task has (one per label for multilabel)."""
+        return 1
+
     # -- tree and linear families ----------------------------------------------------------------
     def slots(self, y: pd.DataFrame) -> list[Slot]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -302,6 +331,16 @@ class Kind:
 
 
 # -- shared helpers ----------------------------------------------------------------------------------
+def interval_frame(lower: np.ndarray, upper: np.ndarray, index: pd.Index) -> pd.DataFrame:
+    return pd.DataFrame({"lower": lower, "upper": upper}, index=index)
+
+
+def interval_stats(truth: np.ndarray, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    lower, upper = region["lower"].to_numpy(float), region["upper"].to_numpy(float)
+    covered = np.where(np.isnan(truth), np.nan, (truth >= lower) & (truth <= upper))
+    return covered, upper - lower
+
+
 def scatter_figure(values: np.ndarray, outputs: np.ndarray, title: str) -> Any:
     """Predicted against true, on the rows with a label and a finite prediction."""
     from ..evaluation import plots

@@ -23,7 +23,7 @@ class Binary(ClassKind):
     kind = "binary"
     head_label = "sigmoid"
     losses = ("log_loss",)
-    directions = {"accuracy": "max", "roc_auc": "max", "log_loss": "min"}
+    directions = {"accuracy": "max", "roc_auc": "max", "log_loss": "min", "brier": "min", "ece": "min"}
     main_metric = "accuracy"
     score_metric = "accuracy"
     default_condition = 1  # given="buys": buys is its second class (True, 1, "yes")
@@ -79,6 +79,10 @@ class Binary(ClassKind):
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         assert self._classes is not None
         return self._classes[(outputs >= 0.5).astype(np.int64)]
+
+    def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        p = np.clip(outputs, 1e-12, 1 - 1e-12)
+        return 1 / (1 + np.exp(-np.log(p / (1 - p)) / float(np.ravel(temperature)[0])))
 
     def metrics(self, y: pd.DataFrame, outputs: np.ndarray) -> dict[str, float]:
         from sklearn import metrics as skm

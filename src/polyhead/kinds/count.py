@@ -27,6 +27,8 @@ from .base import (
     Slot,
     describe_bad,
     finite_float,
+    interval_frame,
+    interval_stats,
     masked_mean,
     numeric_values,
     scatter_figure,
@@ -150,6 +152,25 @@ class Count(Kind):
 
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
         return scatter_figure(self.values(y), outputs, title)
+
+    conformal_methods = ("poisson",)
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """``|y - mu| / sqrt(mu)`` (a Poisson count's own spread), times a difficulty scale."""
+        spread = np.sqrt(np.maximum(outputs, 1e-6)) * (1.0 if scale is None else scale)
+        return np.abs(self.values(y) - outputs) / spread
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        """Whole numbers: the smallest integer interval holding the real one, from 0."""
+        half = threshold * np.sqrt(np.maximum(outputs, 1e-6)) * (1.0 if scale is None else scale)
+        lower = np.maximum(np.ceil(outputs - half - 1e-9), 0.0)
+        upper = np.floor(outputs + half + 1e-9)
+        return interval_frame(lower, np.maximum(upper, lower), index)
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return interval_stats(self.values(y), region)
 
     def state(self) -> dict[str, Any]:
         return {"mean": self.mean, "null_deviance": self.null_deviance}

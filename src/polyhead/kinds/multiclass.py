@@ -23,7 +23,7 @@ class Multiclass(ClassKind):
     kind = "multiclass"
     head_label = "softmax"
     losses = ("log_loss",)
-    directions = {"accuracy": "max", "macro_f1": "max", "log_loss": "min"}
+    directions = {"accuracy": "max", "macro_f1": "max", "log_loss": "min", "brier": "min", "ece": "min"}
     main_metric = "accuracy"
     score_metric = "accuracy"
 

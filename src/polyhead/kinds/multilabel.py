@@ -28,7 +28,7 @@ class Multilabel(Kind):
     head_label = "sigmoids"
     losses = ("log_loss",)
     directions = {"hamming_loss": "min", "micro_f1": "max", "macro_f1": "max",
-                  "subset_accuracy": "max", "log_loss": "min"}
+                  "subset_accuracy": "max", "log_loss": "min", "brier": "min", "ece": "min"}
     main_metric = "hamming_loss"
     score_metric = "subset_accuracy"
     has_proba = True
@@ -148,12 +148,17 @@ class Multilabel(Kind):
 
         prob = np.clip(np.where(observed, outputs, 0.5), EPS, 1 - EPS)
         nll = -(t * np.log(prob) + (~t) * np.log(1 - prob))
+        from ._classes import expected_calibration_error
+
+        confidence = np.where(p, outputs, 1 - outputs)[observed]
         return {"n": float(rows.sum()),
                 "hamming_loss": float(wrong.sum() / observed.sum()),
                 "micro_f1": float(f1(tp.sum(), fp.sum(), fn.sum())),
                 "macro_f1": float(f1(tp, fp, fn).mean()),
                 "subset_accuracy": float((~wrong[rows]).all(axis=1).mean()),
-                "log_loss": float(nll[observed].mean())}
+                "log_loss": float(nll[observed].mean()),
+                "brier": float(((outputs - t) ** 2)[observed].mean()),
+                "ece": expected_calibration_error(confidence, (p == t)[observed])}
 
     def slots(self, y: pd.DataFrame) -> list[Slot]:
         values, mask = self.encode(y)
@@ -166,6 +171,42 @@ class Multilabel(Kind):
 
     def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {f"chain:{self.name}={label}": outputs[:, j] for j, label in enumerate(self.labels)}
+
+    # -- uncertainty: a set per label ---------------------------------------------------------------
+    conformal_methods = ("lac",)
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """Per label, ``1 - p(label's value)`` (LAC), ``(n, k)``, NaN where missing."""
+        truth = self.values(y)
+        return np.where(np.isnan(truth), np.nan, np.where(truth > 0.5, 1 - outputs, outputs))
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        """Per label, the values 0 and 1 whose score is within that label's threshold:
+        columns ``label:0`` and ``label:1``."""
+        threshold = np.broadcast_to(np.asarray(threshold, dtype=float), outputs.shape)
+        columns: dict[str, np.ndarray] = {}
+        for j, label in enumerate(self.labels):
+            columns[f"{label}:0"] = outputs[:, j] <= threshold[:, j]
+            columns[f"{label}:1"] = 1 - outputs[:, j] <= threshold[:, j]
+        return pd.DataFrame(columns, index=index)
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """Per row, every observed label covered at once, and the mean set size over labels."""
+        truth = self.values(y)
+        ones = np.column_stack([region[f"{label}:1"].to_numpy(bool) for label in self.labels])
+        zeros = np.column_stack([region[f"{label}:0"].to_numpy(bool) for label in self.labels])
+        hit = np.where(truth > 0.5, ones, zeros) | np.isnan(truth)
+        observed = (~np.isnan(truth)).any(axis=1)
+        return np.where(observed, hit.all(axis=1), np.nan), (ones.astype(float) + zeros).mean(axis=1)
+
+    def n_temperatures(self) -> int:
+        return self.head_width
+
+    def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        p = np.clip(outputs, 1e-12, 1 - 1e-12)
+        return 1 / (1 + np.exp(-np.log(p / (1 - p)) / np.asarray(temperature, dtype=float)))
 
     def json_type(self) -> dict[str, Any]:
         return {"type": "integer", "enum": [0, 1]}

@@ -40,7 +40,7 @@ class Ordinal(ClassKind):
     kind = "ordinal"
     head_label = "cumulative link"
     losses = ("cumulative",)
-    directions = {"accuracy": "max", "mae": "min", "qwk": "max", "log_loss": "min"}
+    directions = {"accuracy": "max", "mae": "min", "qwk": "max", "log_loss": "min", "brier": "min", "ece": "min"}
     main_metric = "mae"
     score_metric = "accuracy"
     options = ("classes",)
@@ -191,6 +191,38 @@ class Ordinal(ClassKind):
 
     def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {f"chain:{self.name}": self.expected(outputs), **super().chain_features(outputs)}
+
+    # -- uncertainty: contiguous sets around the expected rank -------------------------------------
+    conformal_methods = ("rank",)
+
+    def _expected_rank(self, outputs: np.ndarray) -> np.ndarray:
+        return outputs @ np.arange(self.n_classes, dtype=float)
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """``|expected rank - rank of the label|``: the set is every class within the threshold
+        of the expected rank, which is always contiguous."""
+        codes = self.class_codes(self.column(y))
+        scores = np.abs(self._expected_rank(outputs) - np.maximum(codes, 0))
+        return np.where(codes < 0, np.nan, scores)
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        assert self._classes is not None
+        expected = self._expected_rank(outputs)[:, None]
+        ranks = np.arange(self.n_classes)[None, :]
+        inside = np.abs(ranks - expected) <= np.reshape(threshold, (-1, 1)) + 1e-9
+        nearest = np.clip(np.rint(expected[:, 0]), 0, self.n_classes - 1).astype(int)
+        inside[np.arange(len(inside)), nearest] |= ~inside.any(axis=1)  # never empty
+        return pd.DataFrame(inside, index=index, columns=self._classes.tolist())
+
+    def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
+        """The cumulative logits divided by T (rank consistency is kept)."""
+        above = np.clip(1 - np.cumsum(outputs, axis=1)[:, :-1], 1e-12, 1 - 1e-12)
+        z = np.log(above / (1 - above)) / float(np.ravel(temperature)[0])
+        above = 1 / (1 + np.exp(-z))
+        cumulative = np.column_stack([np.ones(len(z)), above, np.zeros(len(z))])
+        return np.clip(cumulative[:, :-1] - cumulative[:, 1:], 0.0, 1.0)
 
     def load_state(self, state: Mapping[str, Any]) -> None:
         super().load_state(state)

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..exceptions import TaskError
-from .base import Slot, masked_mean
+from .base import Slot, interval_frame, interval_stats, masked_mean
 from .regression import Scaled
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -161,6 +161,22 @@ class Quantile(Scaled):
         values = np.column_stack([np.asarray(results[f"{self.name}[{quantile_label(q)}]"], dtype=float)
                                   for q in self.quantiles])
         return np.sort(values, axis=1) * self.scale + self.mean
+
+    conformal_methods = ("cqr",)
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """Conformalized quantile regression (Romano et al., 2019): how far the label lies
+        outside the band of the outer quantiles (negative inside)."""
+        truth = self.values(y)
+        return np.maximum(outputs[:, 0] - truth, truth - outputs[:, -1])
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        return interval_frame(outputs[:, 0] - threshold, outputs[:, -1] + threshold, index)
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return interval_stats(self.values(y), region)
 
     def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {f"chain:{col}": outputs[:, j] for j, col in enumerate(self.output_columns)}

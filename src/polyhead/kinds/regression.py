@@ -21,6 +21,8 @@ from .base import (
     column_means,
     describe_bad,
     finite_float,
+    interval_frame,
+    interval_stats,
     masked_mean,
     numeric_values,
     scatter_figure,
@@ -146,3 +148,19 @@ class Regression(Scaled):
 
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
         return scatter_figure(self.values(y), outputs, title)
+
+    conformal_methods = ("absolute",)
+
+    def conformity(self, y: pd.DataFrame, outputs: np.ndarray, scale: np.ndarray | None,
+                   method: str) -> np.ndarray:
+        """``|y - prediction| / scale``: the absolute residual, normalised by a difficulty
+        estimate when there is one."""
+        return np.abs(self.values(y) - outputs) / (1.0 if scale is None else scale)
+
+    def region(self, outputs: np.ndarray, threshold: np.ndarray, scale: np.ndarray | None,
+               method: str, index: pd.Index) -> pd.DataFrame:
+        half = threshold * (1.0 if scale is None else scale)
+        return interval_frame(outputs - half, outputs + half, index)
+
+    def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        return interval_stats(self.values(y), region)

@@ -5,12 +5,14 @@ Importing this package registers every family with :mod:`polyhead.registry`, whi
 network is fitted or loaded.
 """
 
+from .calibrated import Calibrated
 from .chain import TaskChain
+from .conformal import Conformal
 from .forest import MultiTaskForest
 from .gbm import MultiTaskGBM
 from .linear import MultiTaskLinear
 from .net import MultiTaskNet
 from .separate import Separate, SingleTarget
 
-__all__ = ["MultiTaskForest", "MultiTaskGBM", "MultiTaskLinear", "MultiTaskNet", "Separate",
+__all__ = ["Calibrated", "Conformal", "MultiTaskForest", "MultiTaskGBM", "MultiTaskLinear", "MultiTaskNet", "Separate",
            "SingleTarget", "TaskChain"]

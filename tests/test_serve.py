@@ -323,3 +323,22 @@ def test_new_kinds_and_conditions_are_served(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_conformal_intervals_are_served(tmp_path):
+    X, y = make_mixed(n=400)
+    model = polyhead.Conformal(polyhead.MultiTaskGBM(n_estimators=20), tasks=MIXED_TASKS,
+                               alpha=0.1, random_state=0).fit(X, y)
+    model.save(tmp_path / "m")
+    proc, base = start_server(tmp_path / "m")
+    try:
+        status, body = call(base, "/predict?intervals=true", {"rows": rows_of(X.head(3))})
+        assert status == 200, body
+        first = body["intervals"][0]
+        assert set(first["amount"]) == {"lower", "upper"}
+        assert set(first["kind"]["set"]) <= {"yes", "no"} and isinstance(first["level"]["set"], list)
+        regions = model.predict_intervals(X.head(3))
+        assert first["amount"]["lower"] == pytest.approx(regions["amount"]["lower"].iloc[0], rel=1e-6)
+    finally:
+        proc.terminate()
+        proc.wait(20)

@@ -181,3 +181,37 @@ def test_temperature_scaling_lowers_the_ece_of_an_overconfident_model():
     assert after.loc["flag", "log_loss"] < plain.loc["flag", "log_loss"]
     np.testing.assert_array_equal(calibrated.predict(Xt)["flag"],
                                   calibrated.estimators_[0].predict(Xt)["flag"])  # same classes
+
+
+def test_cli_fit_conformal_and_predict_intervals(tmp_path, capsys):
+    from conftest import cli
+
+    X, y = noisy(600, seed=3)
+    frame = pd.concat([X, y[["amount", "kind"]]], axis=1)
+    frame.to_csv(tmp_path / "d.csv", index=False)
+    code, _, err = cli(capsys, "fit", tmp_path / "d.csv", "-t", "amount", "-t", "kind",
+                       "--model", "gbm", "--param", "n_estimators=30", "--conformal", "0.1",
+                       "--joint", "-o", tmp_path / "m")
+    assert code == 0, err
+    code, _, err = cli(capsys, "predict", tmp_path / "m", tmp_path / "d.csv", "-o",
+                       tmp_path / "p.csv", "--intervals")
+    assert code == 0, err
+    pred = pd.read_csv(tmp_path / "p.csv")
+    assert {"amount:lower", "amount:upper", "kind:set=no", "kind:set=yes"} <= set(pred.columns)
+    inside = (pred["amount:lower"] <= frame["amount"]) & (frame["amount"] <= pred["amount:upper"])
+    assert inside.mean() > 0.85
+    code, _, err = cli(capsys, "fit", tmp_path / "d.csv", "-t", "amount", "--joint", "-o", tmp_path / "m2")
+    assert code == 2 and "--joint needs --conformal" in err
+
+
+def test_report_shows_coverage_and_reliability(tmp_path):
+    X, y = noisy(400, seed=4)
+    result = polyhead.compare(X, y[["amount", "kind"]], tasks={"amount": "regression", "kind": "binary"},
+                              models={"separate": polyhead.Separate(gbm()),
+                                      "conformal gbm": Conformal(gbm(), alpha=0.1, random_state=0)},
+                              cv=2, repeats=1)
+    assert {"coverage", "size", "alpha"} <= set(result.intervals.columns)
+    assert set(result.intervals["task"]) == {"amount", "kind", "joint"}
+    html = result.to_html(tmp_path / "r.html")
+    assert "<h2>Uncertainty</h2>" in html and "coverage against alpha" in html
+    assert "reliability of the predicted probabilities" in html

@@ -256,6 +256,10 @@ def fit(
     param: list[str] = typer.Option([], "--param", "-p", help="Model parameter name=value, e.g. hidden=64,64"),
     valid_fraction: float = typer.Option(0.1, "--valid-fraction", help="Rows held out for validation"),
     seed: int = typer.Option(0, "--seed", help="random_state"),
+    conformal: float | None = typer.Option(None, "--conformal", help=(
+        "Wrap the model in conformal prediction with this alpha (e.g. 0.1): intervals and "
+        "sets that cover each task's label with probability 1 - alpha (see polyhead.Conformal)")),
+    joint: bool = typer.Option(False, "--joint", help="With --conformal: cover every task of a row at once"),
     force: bool = typer.Option(False, "--force", help="Replace an existing model directory (only a polyhead model)"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
@@ -286,6 +290,15 @@ def fit(
         _print_table(describe_tasks(fit_tasks(resolved, y)),
                      f"Tasks ({len(frame)} rows, {len(chosen)} features)")
     estimator = cls(tasks=resolved, **{"random_state": seed, **params})
+    if joint and conformal is None:
+        raise UsageError("--joint needs --conformal ALPHA")
+    if conformal is not None:
+        if not 0 < conformal < 1:
+            raise UsageError(f"--conformal {conformal} must lie strictly between 0 and 1")
+        from .models.conformal import Conformal
+
+        estimator = Conformal(estimator, tasks=resolved, alpha=conformal, joint=joint,
+                              random_state=seed)
     if "validation_fraction" in estimator.get_params() and hasattr(estimator, "on_epoch_end"):
         estimator.set_params(validation_fraction=valid_fraction)
     own_split = "validation_fraction" in estimator.get_params() and hasattr(estimator, "on_epoch_end")
@@ -348,6 +361,9 @@ def predict(
     data: str = typer.Argument(..., help="Rows to predict: .csv (.gz/.zst), .parquet or .jsonl"),
     output: str = typer.Option(..., "--output", "-o", help="Predictions: .csv or .parquet"),
     proba: bool = typer.Option(False, "--proba", help="Add task:class probability columns"),
+    intervals: bool = typer.Option(False, "--intervals", help=(
+        "Add each task's conformal region: task:lower/task:upper, or task:set=class columns "
+        "(a model fitted with --conformal)")),
     id_column: str | None = typer.Option(None, "--id", help="Column copied to the output first"),
     batch_size: int = typer.Option(100_000, "--batch-size", help="Rows per batch (bounds memory)"),
     force: bool = typer.Option(False, "--force", help="Replace an existing output file"),
@@ -367,6 +383,9 @@ def predict(
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     model = load(model_dir)
+    if intervals and not hasattr(model, "interval_frame"):
+        raise UsageError(f"--intervals needs a model fitted with --conformal; {model_dir} holds "
+                         f"a {type(model).__name__}")
     if id_column is not None:
         outputs = [c for t in model.task_states_ for c in t.output_columns]
         if id_column in outputs:
@@ -381,6 +400,8 @@ def predict(
             if id_column is not None and id_column not in batch.columns:
                 raise UsageError(f"--id column {id_column!r} is not in {data}")
             out = model.predict_frame(batch, proba=proba)
+            if intervals:
+                out = out.join(model.interval_frame(batch))
             if id_column is not None:
                 out.insert(0, id_column, batch[id_column].to_numpy())
             writer.write(out)

@@ -7,6 +7,10 @@ Numeric columns (``numeric=``):
   is 0), then smoothly clipped, ``z / sqrt(1 + (z / 3)^2)``, into (-3, 3) (RealMLP's transform,
   Holzmüller et al., 2024). A reading 85 standard deviations out stays a large value instead
   of one that swamps every other input;
+* ``"quantile"``: each value's quantile among the training values, mapped to a standard
+  normal (rank-Gauss, the transform of the RTDL/TabM papers' pipelines): skewed or spiky
+  columns become well-behaved, and values beyond the training range sit at its edges; at most
+  ``QUANTILES`` quantiles per column are kept;
 * ``"none"``: values as they are (trees need no scaling).
 
 A numeric column with missing values at fit time is imputed with its centre (0 after scaling)
@@ -42,8 +46,9 @@ from .frames import looks_like_identifier
 
 MISSING_CATEGORY = "<missing>"
 OTHER_CATEGORY = "<other>"
-NUMERIC = ("standard", "robust", "none")
+NUMERIC = ("standard", "robust", "quantile", "none")
 _CLIP = 3.0
+QUANTILES = 200
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -68,6 +73,19 @@ def _check_supported(name: str, column: pd.Series) -> None:
 
 def _smooth_clip(z: np.ndarray) -> np.ndarray:
     return z / np.sqrt(1.0 + (z / _CLIP) ** 2)
+
+
+def _rank_gauss(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
+    """Values -> their quantile among the training values (piecewise linear between the kept
+    quantiles, ties averaged) -> the standard normal's quantile of that, within (-5.2, 5.2)."""
+    from scipy.special import ndtri
+
+    levels = np.linspace(0, 1, len(knots))
+    # average the levels of tied knots (a discrete column), from the left and from the right
+    left = np.interp(values, knots, levels)
+    right = -np.interp(-values, -knots[::-1], -levels[::-1])
+    u = np.clip(0.5 * (left + right), 1e-7, 1 - 1e-7)
+    return ndtri(u)
 
 
 class FeatureEncoder:
@@ -140,9 +158,15 @@ class FeatureEncoder:
             raise PolyheadError(f"feature column {name!r}: values too large to scale (e.g. "
                                 f"{float(values[big]):g} at row {row_label(column.index, big)!r})")
         fill = float(observed.mean()) if len(observed) and self.numeric == "none" else center
-        return {"name": name, "type": "numeric", "transform": self.numeric, "center": center,
-                "scale": scale if scale > 0 else 1.0, "fill": fill,
-                "indicator": bool(np.isnan(values).any())}
+        col = {"name": name, "type": "numeric", "transform": self.numeric, "center": center,
+               "scale": scale if scale > 0 else 1.0, "fill": fill,
+               "indicator": bool(np.isnan(values).any())}
+        if self.numeric == "quantile":
+            levels = np.linspace(0, 1, min(QUANTILES, max(len(observed), 2)))
+            knots = np.quantile(observed, levels) if len(observed) else np.zeros(2)
+            col["quantiles"] = [float(v) for v in knots]
+            col["center"], col["scale"] = float(np.median(observed)) if len(observed) else 0.0, 1.0
+        return col
 
     def _fit_categorical(self, name: str, column: pd.Series) -> dict[str, Any]:
         observed = column.dropna()
@@ -267,6 +291,9 @@ class FeatureEncoder:
         transform = col.get("transform", "standard")
         if transform == "none":
             return np.where(nan, col["fill"], values)
+        if transform == "quantile":
+            z = _rank_gauss(np.where(nan, col["center"], values), np.asarray(col["quantiles"]))
+            return np.where(nan, 0.0, z)
         with np.errstate(over="ignore", invalid="ignore"):
             z = (values - col["center"]) / col["scale"]
         if transform == "robust":
@@ -376,6 +403,11 @@ def _checked_column(col: Any, legacy: str | None) -> dict[str, Any]:
         if col.get("transform") not in NUMERIC or not all(
                 _finite(col.get(k)) for k in ("center", "scale", "fill")) or not col["scale"] > 0:
             raise bad()
+        if col["transform"] == "quantile":
+            knots = col.get("quantiles")
+            if not (isinstance(knots, list) and 2 <= len(knots) <= 100_000
+                    and all(_finite(v) for v in knots) and knots == sorted(knots)):
+                raise bad()
         if not isinstance(col.get("indicator"), bool):
             raise bad()
         return col

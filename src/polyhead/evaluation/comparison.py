@@ -84,6 +84,9 @@ class Comparison:
     outputs : dict
         Out-of-fold outputs (conditions applied) of every model in the first repeat, per task,
         with ``"__rows__"``: the row positions they belong to.
+    intervals : DataFrame
+        For conformal models: coverage and size per model, task (and "joint"), alpha, repeat
+        and fold, at the model's own alpha and at ``INTERVAL_ALPHAS``.
     histories : dict
         Training histories (first fold) of models that keep one.
     data : dict
@@ -98,6 +101,7 @@ class Comparison:
     y: pd.DataFrame
     predictions: dict[str, pd.DataFrame] = field(default_factory=dict)
     outputs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    intervals: pd.DataFrame = field(default_factory=pd.DataFrame)
     histories: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     architectures: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
@@ -233,6 +237,9 @@ class Comparison:
         return html
 
 
+INTERVAL_ALPHAS = (0.05, 0.1, 0.2, 0.3)
+
+
 def _flag(value: Any) -> Any:
     """A summary's ``better`` cell as True/False, or "" when it is NaN (no difference)."""
     return value if isinstance(value, bool) else ""
@@ -294,6 +301,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     rows: list[dict[str, Any]] = []
     predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in models}
     oof: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in models}
+    interval_rows: list[dict[str, Any]] = []
     histories: dict[str, list[dict[str, Any]]] = {}
     architectures: dict[str, dict[str, Any]] = {}
     Xr, yr = Xf.reset_index(drop=True), yf.reset_index(drop=True)
@@ -328,6 +336,14 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
                             rows.append({"model": name, "task": t.name, "metric": metric,
                                          "repeat": repeat, "fold": fold, "value": value,
                                          "fit_seconds": seconds})
+                if hasattr(model, "evaluate_intervals"):
+                    for a in sorted({*INTERVAL_ALPHAS, float(model.alpha)}):
+                        table = model.evaluate_intervals(Xr.iloc[test], y_test, alpha=a)
+                        for task, row in table.iterrows():
+                            interval_rows.append({"model": name, "task": task, "alpha": a,
+                                                  "repeat": repeat, "fold": fold,
+                                                  "coverage": row["coverage"], "size": row["size"],
+                                                  "fitted_alpha": float(model.alpha)})
                 fitted = {t.name: t for t in model.task_states_}
                 for reg, cls in pairs:
                     agree = consistency(outputs[reg.name], fitted[cls.name].predict(outputs[cls.name]))
@@ -358,6 +374,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
         predictions={k: pd.concat(v).sort_index() for k, v in predictions.items() if v},
         outputs={k: {task: np.concatenate(parts) for task, parts in v.items()}
                  for k, v in oof.items() if v},
+        intervals=pd.DataFrame(interval_rows),
         histories=histories, architectures=architectures, data=data, folds=fold_log,
         settings={"cv": cv, "repeats": repeats, "random_state": random_state,
                   "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models)})

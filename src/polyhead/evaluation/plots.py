@@ -226,6 +226,52 @@ def band(y_true: np.ndarray, quantiles: np.ndarray, levels: Sequence[float], tit
     return fig
 
 
+def reliability(confidence: np.ndarray, correct: np.ndarray, title: str, bins: int = 10) -> Any:
+    """Observed frequency against predicted probability in equal-width bins, with the
+    diagonal of perfect calibration and the rows per bin."""
+    plt = _plt()
+    edges = np.linspace(0, 1, bins + 1)
+    which = np.clip(np.digitize(confidence, edges[1:-1]), 0, bins - 1)
+    mids, freq, counts = [], [], []
+    for b in range(bins):
+        rows = which == b
+        if rows.any():
+            mids.append(float(confidence[rows].mean()))
+            freq.append(float(np.asarray(correct, dtype=float)[rows].mean()))
+            counts.append(int(rows.sum()))
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    ax.plot([0, 1], [0, 1], color=_GREY, lw=1, label="perfectly calibrated")
+    ax.plot(mids, freq, "o-", color=_BLUE, label="model")
+    for x, f, c in zip(mids, freq, counts, strict=True):
+        ax.annotate(str(c), (x, f), textcoords="offset points", xytext=(3, -10), fontsize=7,
+                    color=_GREY)
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("predicted probability")
+    ax.set_ylabel("observed frequency")
+    ax.legend(frameon=False, fontsize=8, loc="upper left")
+    ax.set_title(title, loc="left")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def coverage_curve(table: Any, task: str) -> Any:
+    """Coverage against the target 1 - alpha, one line per model, with the diagonal."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    rows = table[table["task"] == task]
+    for model, part in rows.groupby("model", sort=False):
+        part = part.groupby("alpha")["coverage"].mean().sort_index(ascending=False)
+        ax.plot(1 - part.index, part.to_numpy(), "o-", label=str(model))
+    ax.plot([0.5, 1], [0.5, 1], color=_GREY, lw=1, label="target")
+    ax.set_xlabel("target coverage (1 - alpha)")
+    ax.set_ylabel("coverage on held-out folds")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(f"{task}: coverage against alpha", loc="left")
+    ax.grid(alpha=0.3)
+    return fig
+
+
 def _natural(text: str) -> tuple[int, float, str]:
     try:
         return (0, float(text), "")

@@ -80,6 +80,45 @@ def _answer(comp: Comparison, summary: pd.DataFrame) -> str:
             f"{comp.settings['repeats']} repeats:<ul>{''.join(lines)}</ul></div>")
 
 
+def _uncertainty(comp: Comparison) -> str:
+    """Coverage and size of conformal models' regions, coverage against alpha per task, and a
+    reliability diagram per class task of the best model."""
+    parts = []
+    table = comp.intervals
+    if not table.empty:
+        own = table[table["alpha"] == table["fitted_alpha"]]
+        summary = (own.groupby(["model", "task"], sort=False)
+                   .agg(alpha=("alpha", "first"), coverage=("coverage", "mean"), size=("size", "mean"))
+                   .reset_index())
+        summary["target"] = 1 - summary["alpha"]
+        parts.append("<h2>Uncertainty</h2><p>Conformal regions on the held-out folds: the share "
+                     "of labels covered (target 1 - alpha) and the mean interval width or set "
+                     "size; <b>joint</b> is the share of rows with every task covered at once.</p>")
+        parts.append(_table(summary[["model", "task", "alpha", "target", "coverage", "size"]].round(4)))
+        grid = [_figure(plots.coverage_curve(table, t.name), f"{t.name}: coverage against alpha")
+                for t in comp.tasks]
+        if (table["task"] == "joint").any():
+            grid.append(_figure(plots.coverage_curve(table, "joint"), "every task at once: coverage against alpha"))
+        parts.append(f'<div class="grid">{"".join(grid)}</div>')
+    best = comp.best_model()
+    outputs = comp.outputs.get(best)
+    figures = []
+    if outputs is not None:
+        y = comp.y.iloc[outputs["__rows__"]]
+        for t in comp.tasks:
+            pairs = t.reliability(y, outputs[t.name])
+            if pairs is not None:
+                figures.append(_figure(plots.reliability(pairs[0], pairs[1], f"{t.name} ({best})"),
+                                       f"{t.name}: reliability of the predicted probabilities"))
+    if figures:
+        if not parts:
+            parts.append("<h2>Uncertainty</h2>")
+        parts.append(f"<p class=\"muted\">Reliability of {_e(best)}'s probabilities "
+                     "(out-of-fold, first repeat): a calibrated model follows the diagonal.</p>")
+        parts.append(f'<div class="grid">{"".join(figures)}</div>')
+    return "".join(parts)
+
+
 def render(comp: Comparison) -> str:
     """The whole report as an HTML string."""
     summary = comp.summary()
@@ -136,6 +175,7 @@ def render(comp: Comparison) -> str:
         for name, arch in comp.architectures.items():
             parts.append(_figure(plots.architecture(arch, kinds, name), f"{name}: trunk and heads"))
 
+    parts.append(_uncertainty(comp))
     best = comp.best_model()
     parts.append(f"<h2>Predictions of the best model: {_e(best)}</h2><p class=\"muted\">Out-of-fold "
                  "predictions of the first repeat; best = lowest mean rank over the tasks' main metrics.</p>")

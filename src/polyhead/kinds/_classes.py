@@ -233,6 +233,14 @@ class ClassKind(Kind):
         covered = np.where(codes >= 0, inside[np.arange(len(codes)), np.maximum(codes, 0)], False)
         return np.where(codes == -1, np.nan, covered), inside.sum(axis=1).astype(float)
 
+    def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The top class's probability and whether it was right, per labelled row."""
+        scored = self.class_metrics(y, outputs)
+        if scored is None:
+            return None
+        codes, proba, _ = scored
+        return proba.max(axis=1), proba.argmax(axis=1) == codes
+
     def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
         """``softmax(log p / T)``: T > 1 softens over-confident probabilities."""
         logp = np.log(np.clip(self.proba_array(outputs), 1e-12, 1.0)) / float(np.ravel(temperature)[0])

@@ -286,6 +286,10 @@ class Kind:
         """Outputs with probabilities temperature-scaled (logits divided by T)."""
         raise TypeError(f"task {self.name!r}: {self.kind} tasks have no probabilities to calibrate")
 
+    def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """(confidence, correct) pairs for a reliability diagram (None: the kind has none)."""
+        return None
+
     def n_temperatures(self) -> int:
         """How many temperatures the task has (one per label for multilabel)."""
         return 1

@@ -80,6 +80,12 @@ class Binary(ClassKind):
         assert self._classes is not None
         return self._classes[(outputs >= 0.5).astype(np.int64)]
 
+    def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The probability of the second class, and whether the label is it."""
+        codes = self.class_codes(self.column(y))
+        keep = codes >= 0
+        return (outputs[keep], codes[keep] == 1) if keep.any() else None
+
     def temper(self, outputs: np.ndarray, temperature: np.ndarray) -> np.ndarray:
         p = np.clip(outputs, 1e-12, 1 - 1e-12)
         return 1 / (1 + np.exp(-np.log(p / (1 - p)) / float(np.ravel(temperature)[0])))

@@ -201,6 +201,14 @@ class Multilabel(Kind):
         observed = (~np.isnan(truth)).any(axis=1)
         return np.where(observed, hit.all(axis=1), np.nan), (ones.astype(float) + zeros).mean(axis=1)
 
+    def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """Every observed label's probability of 1, and whether it was 1."""
+        truth = self.values(y)
+        observed = ~np.isnan(truth)
+        if not observed.any():
+            return None
+        return outputs[observed], truth[observed] > 0.5
+
     def n_temperatures(self) -> int:
         return self.head_width
 

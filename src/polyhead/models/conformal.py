@@ -339,6 +339,18 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
                                        self._method_for(t), index)
         return regions
 
+    def interval_frame(self, X: Any, alpha: float | None = None) -> pd.DataFrame:
+        """Every task's region as columns of one frame (for files and the service): numbers
+        as ``task:lower`` / ``task:upper``, sets as a bool column ``task:set=class`` per class
+        (``task:set=label:0`` / ``task:set=label:1`` per label of a multilabel task)."""
+        regions = self.predict_intervals(X, alpha)
+        columns: dict[str, Any] = {}
+        for name, region in regions.items():
+            for col in region.columns:
+                key = f"{name}:{col}" if col in ("lower", "upper") else f"{name}:set={col}"
+                columns[key] = region[col].to_numpy()
+        return pd.DataFrame(columns, index=next(iter(regions.values())).index)
+
     def _checked_alpha(self, alpha: float) -> float:
         if not (isinstance(alpha, (int, float)) and 0 < alpha < 1):
             raise PolyheadError(f"alpha={alpha!r} must lie strictly between 0 and 1")

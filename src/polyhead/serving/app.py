@@ -177,14 +177,18 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
                                   f"{settings.max_rows} rows"}
         return JSONResponse(status_code=413, content=request_rows)
 
-    def run_model(frame: Any, proba: bool) -> Any:
+    def run_model(frame: Any, proba: bool, intervals: bool) -> Any:
         out = model.predict_frame(frame, proba=False)
         probabilities = model.predict_proba(frame) if proba and _has_proba(model) else None
-        return out, probabilities
+        regions = model.predict_intervals(frame) if intervals else None
+        return out, probabilities, regions
 
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
-    async def predict(request: Request, proba: bool = Query(False, description="also return class probabilities")) -> Any:
+    async def predict(request: Request,
+                      proba: bool = Query(False, description="also return class probabilities"),
+                      intervals: bool = Query(False, description="also return each task's conformal "
+                                              "interval or set (a model fitted with Conformal)")) -> Any:
         """Predictions per row, in row order."""
         try:
             payload = json.loads(await request.body())
@@ -219,8 +223,11 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         for n in names:  # null categorical -> missing; pandas wants object columns for that
             if types[n] != float | None:
                 frame[n] = frame[n].astype(object)
+        if intervals and not hasattr(model, "predict_intervals"):
+            return invalid([{"loc": ["query", "intervals"], "type": "value_error",
+                             "msg": "this model has no conformal intervals (fit it with Conformal)"}])
         try:
-            out, probabilities = await run_in_threadpool(run_model, frame, proba)
+            out, probabilities, regions = await run_in_threadpool(run_model, frame, proba, intervals)
         except PolyheadError as exc:
             return JSONResponse(status_code=422, content={"detail": str(exc), "message": str(exc)})
         except Exception as exc:  # an answer, not a dropped connection; the log has the rest
@@ -235,6 +242,8 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
                 for i, values in enumerate(table.to_numpy().tolist()):
                     per_row[i][task] = dict(zip(keys, values, strict=True))
             response["probabilities"] = per_row
+        if regions is not None:
+            response["intervals"] = _regions_json(regions, len(frame))
         # Already plain JSON types: skip FastAPI's generic encoder, which walks every value
         return JSONResponse(response)
 
@@ -281,6 +290,23 @@ def response_schema(model: Any) -> dict[str, Any]:
             "type": "array", "description": "with ?proba=true",
             "items": {"type": "object", "properties": proba}}
     return schema
+
+
+def _regions_json(regions: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    """Per row, per task: ``{"lower": .., "upper": ..}`` or ``{"set": [classes]}``."""
+    rows: list[dict[str, Any]] = [{} for _ in range(n)]
+    for task, region in regions.items():
+        if list(region.columns) == ["lower", "upper"]:
+            lower, upper = region["lower"].tolist(), region["upper"].tolist()
+            for i in range(n):
+                rows[i][task] = {"lower": lower[i], "upper": upper[i]}
+        else:
+            names = [c if isinstance(c, str) else (c.item() if hasattr(c, "item") else c)
+                     for c in region.columns]
+            inside = region.to_numpy(dtype=bool)
+            for i in range(n):
+                rows[i][task] = {"set": [names[j] for j in range(len(names)) if inside[i, j]]}
+    return rows
 
 
 def _count_rows(payload: Any) -> int:

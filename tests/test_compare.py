@@ -164,3 +164,19 @@ def test_compare_and_report_handle_every_kind(tmp_path):
     html = result.to_html(tmp_path / "r.html")
     assert html.count("<img") >= 6  # per-task metric plots and each kind's prediction figure
     assert "grade: predictions against the truth" in html and "y: predictions against the truth" in html
+
+
+def test_parallel_compare_gives_the_same_results_and_reports_progress():
+    X, y = make_mixed(160)
+    models = {"separate": Separate(MultiTaskLinear()),
+              "joint net": MultiTaskNet(hidden=(8,), max_epochs=5, random_state=0)}
+    seen = []
+    one = compare(X, y[["amount", "kind"]], tasks={"amount": "regression", "kind": "binary"},
+                  models=models, cv=2, repeats=1, n_jobs=1,
+                  progress=lambda *args: seen.append(args))
+    two = compare(X, y[["amount", "kind"]], tasks={"amount": "regression", "kind": "binary"},
+                  models=models, cv=2, repeats=1, n_jobs=2)
+    cols = ["model", "task", "metric", "repeat", "fold", "value"]
+    pd.testing.assert_frame_equal(one.results[cols], two.results[cols])
+    assert [s[4] for s in seen] == [1, 2, 3, 4] and all(s[5] == 4 for s in seen)
+    assert two.settings["n_jobs"] == 2

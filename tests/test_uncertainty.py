@@ -145,7 +145,7 @@ def test_normalised_intervals_adapt_to_difficulty():
     n = 3000
     X = pd.DataFrame({"a": rng.uniform(-2, 2, size=n)})
     y = pd.DataFrame({"t": X.a + rng.normal(size=n) * (0.1 + np.abs(X.a))})  # noise grows with |a|
-    model = Conformal(gbm(), alpha=0.1, random_state=0).fit(X, y)
+    model = Conformal(gbm(), alpha=0.1, normalize="residual", random_state=0).fit(X, y)
     regions = model.predict_intervals(pd.DataFrame({"a": [0.0, 1.9]}))["t"]
     width = regions["upper"] - regions["lower"]
     assert width.iloc[1] > 2 * width.iloc[0]
@@ -215,3 +215,16 @@ def test_report_shows_coverage_and_reliability(tmp_path):
     html = result.to_html(tmp_path / "r.html")
     assert "<h2>Uncertainty</h2>" in html and "coverage against alpha" in html
     assert "reliability of the predicted probabilities" in html
+
+
+def test_an_ensemble_spread_normalises_by_default():
+    rng = np.random.default_rng(0)
+    n = 1500
+    X = pd.DataFrame({"a": rng.uniform(-2, 2, size=n)})
+    y = pd.DataFrame({"t": X.a + rng.normal(size=n) * 0.3})
+    net = polyhead.MultiTaskNet(n_ensemble=4, hidden=(16,), max_epochs=20, random_state=0)
+    model = Conformal(net, alpha=0.1, random_state=0).fit(X, y)
+    width = model.predict_intervals(X.head(20))["t"].eval("upper - lower")
+    assert width.std() > 0                                 # a width per row: normalised
+    plain = Conformal(polyhead.MultiTaskGBM(n_estimators=20), alpha=0.1, random_state=0).fit(X, y)
+    assert plain.predict_intervals(X.head(20))["t"].eval("upper - lower").std() < 1e-9

@@ -557,6 +557,7 @@ def compare(
     cv: int = typer.Option(5, "--cv", help="Folds"),
     repeats: int = typer.Option(2, "--repeats", help="Repetitions of the cross-validation"),
     seed: int = typer.Option(0, "--seed", help="Seeds the folds and the models"),
+    jobs: int = typer.Option(-1, "--jobs", "-j", help="Fits run at once in separate processes (-1: one per CPU)"),
     force: bool = typer.Option(False, "--force", help="Replace an existing report"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
@@ -590,7 +591,7 @@ def compare(
     progress_fn, finish = _compare_progress(len(chosen) * cv * repeats, show=not json_out)
     try:
         result = run_compare(X, frame[target_cols], tasks=tasks, models=chosen, cv=cv,
-                             repeats=repeats, random_state=seed, progress=progress_fn)
+                             repeats=repeats, random_state=seed, n_jobs=jobs, progress=progress_fn)
     finally:
         finish()
     result.to_html(output, overwrite=force)
@@ -605,21 +606,27 @@ def compare(
 
 
 def _compare_progress(total: int, *, show: bool) -> tuple[Any, Any]:
+    """A progress bar over the (model, fold) fits with the time left, as fits complete."""
     if not show:
         return None, lambda: None
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=_console(stderr=True), transient=True)
+                        TimeElapsedColumn(), TextColumn("left"), TimeRemainingColumn(),
+                        console=_console(stderr=True), transient=True)
     progress.start()
     bar = progress.add_task("comparing", total=total)
-    state = {"started": False}
 
-    def update(model: str, repeat: int, fold: int) -> None:
-        if state["started"]:
-            progress.advance(bar)
-        state["started"] = True
-        progress.update(bar, description=f"{model} (repeat {repeat + 1}, fold {fold + 1})")
+    def update(model: str, repeat: int, fold: int, seconds: float, done: int, total_: int) -> None:
+        progress.update(bar, completed=done,
+                        description=f"{model} (repeat {repeat + 1}, fold {fold + 1}) {seconds:.1f} s")
 
     return update, progress.stop
 

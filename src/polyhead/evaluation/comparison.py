@@ -22,7 +22,7 @@ from sklearn.base import clone
 from .. import conditions
 from ..kinds import Kind, align_outputs
 
-ProgressFn = Callable[[str, int, int], None]
+ProgressFn = Callable[[str, int, int, float, int, int], None]
 
 
 def default_models(random_state: int | None = 0) -> dict[str, Any]:
@@ -254,9 +254,79 @@ def _strata(states: list[Kind], y: pd.DataFrame) -> np.ndarray | None:
     return None
 
 
+def _fit_one(job: tuple[str, Any, int, int, np.ndarray, np.ndarray], resolved: list[Any],
+             states: list[Kind], pairs: list[Any]) -> dict[str, Any]:
+    """One (model, repeat, fold) fit and everything compare keeps of it, single-threaded (so
+    results are the same however many run at once)."""
+    from ..parallel import single_threaded
+
+    name, template, repeat, fold, train, test = job
+    Xr, yr = _DATA["X"], _DATA["y"]
+    out: dict[str, Any] = {"name": name, "repeat": repeat, "fold": fold, "rows": [],
+                           "intervals": [], "test": test}
+    with single_threaded(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = clone(template).set_params(tasks=resolved)
+        start = time.perf_counter()
+        model.fit(Xr.iloc[train], yr.iloc[train])
+        seconds = time.perf_counter() - start
+        raw = model._predict_outputs(model._check_X(Xr.iloc[test], fit=False))
+        outputs = conditions.apply(model.task_states_, raw)
+        y_test = yr.iloc[test]
+        for t in model.task_states_:
+            for metric, value in t.metrics(y_test, outputs[t.name]).items():
+                if metric != "n":
+                    out["rows"].append({"model": name, "task": t.name, "metric": metric,
+                                        "repeat": repeat, "fold": fold, "value": value,
+                                        "fit_seconds": seconds})
+        if hasattr(model, "evaluate_intervals"):
+            for a in sorted({*INTERVAL_ALPHAS, float(model.alpha)}):
+                table = model.evaluate_intervals(Xr.iloc[test], y_test, alpha=a)
+                for task, row in table.iterrows():
+                    out["intervals"].append({"model": name, "task": task, "alpha": a,
+                                             "repeat": repeat, "fold": fold,
+                                             "coverage": row["coverage"], "size": row["size"],
+                                             "fitted_alpha": float(model.alpha)})
+        fitted = {t.name: t for t in model.task_states_}
+        for reg, cls in pairs:
+            agree = consistency(outputs[reg.name], fitted[cls.name].predict(outputs[cls.name]))
+            for metric, value in agree.items():
+                out["rows"].append({"model": name, "task": f"{reg.name} ~ {cls.name}",
+                                    "metric": metric, "repeat": repeat, "fold": fold,
+                                    "value": value, "fit_seconds": seconds})
+        if repeat == 0:
+            frame = model.predict_frame(Xr.iloc[test])
+            frame.index = test
+            out["prediction"] = frame
+            out["outputs"] = {t.name: align_outputs(outputs[t.name], t, full)
+                              for t, full in zip(model.task_states_, states, strict=True)}
+            if fold == 0:
+                out["history"] = list(getattr(model, "history_", None) or [])
+                if hasattr(model, "module_"):
+                    out["architecture"] = model._get_state()[0]["architecture"]
+    out["seconds"] = seconds
+    return out
+
+
+_DATA: dict[str, Any] = {}
+
+
+def _init_worker(X: pd.DataFrame, y: pd.DataFrame) -> None:
+    """A worker process: the data once, and one thread for everything it runs."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    _DATA.update(X=X, y=y)
+
+
+def _run_one(job: Any, resolved: list[Any], states: list[Kind], pairs: list[Any]) -> dict[str, Any]:
+    return _fit_one(job, resolved, states, pairs)
+
+
 def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None = None, *,
             cv: int = 5, repeats: int = 2, random_state: int = 0, baseline: str | None = None,
-            progress: ProgressFn | None = None) -> Comparison:
+            n_jobs: int | None = None, progress: ProgressFn | None = None) -> Comparison:
     """Fit every model on the same repeated K folds and collect per-task metrics.
 
     Parameters
@@ -269,7 +339,11 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     random_state : seeds the folds.
     baseline : name of the model to compare against; default the first whose name contains
         "separate", else the first model.
-    progress : callable(model, repeat, fold), called before each fit.
+    n_jobs : int or None
+        (model, fold) fits run in this many processes at once (scikit-learn's meaning: -1 all
+        CPUs this process may use). Every fit is single-threaded, however many run, so the
+        results are the same for any ``n_jobs``.
+    progress : callable(model, repeat, fold, seconds, done, total), called as each fit ends.
 
     Returns
     -------
@@ -278,6 +352,7 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
     from sklearn.model_selection import KFold, StratifiedKFold
 
     from ..models.separate import Separate
+    from ..parallel import resolve_n_jobs
 
     models = dict(models) if models is not None else default_models(random_state)
     if not models:
@@ -294,19 +369,11 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
         baseline = next((m for m in models if "separate" in m.lower()), next(iter(models)))
     if baseline not in models:
         raise ValueError(f"baseline {baseline!r} is not one of the models: {', '.join(models)}")
-    if any("MultiTaskNet" in repr(m) for m in models.values()):
-        from .. import nn  # noqa: F401  (import torch now, not inside the first timed fit)
     strata = _strata(states, yf)
     pairs = consistency_pairs(states, yf)
-    rows: list[dict[str, Any]] = []
-    predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in models}
-    oof: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in models}
-    interval_rows: list[dict[str, Any]] = []
-    histories: dict[str, list[dict[str, Any]]] = {}
-    architectures: dict[str, dict[str, Any]] = {}
     Xr, yr = Xf.reset_index(drop=True), yf.reset_index(drop=True)
     fold_log: list[tuple[int, int, np.ndarray]] = []
-    n_test = len(Xr) / cv
+    jobs: list[tuple[str, Any, int, int, np.ndarray, np.ndarray]] = []
     for repeat in range(repeats):
         seed = random_state + repeat
         if strata is not None:
@@ -318,52 +385,55 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
             folds = list(KFold(cv, shuffle=True, random_state=seed).split(Xr))
         for fold, (train, test) in enumerate(folds):
             fold_log.append((repeat, fold, test))
-            for name, template in models.items():
-                if progress is not None:
-                    progress(name, repeat, fold)
-                model = clone(template).set_params(tasks=resolved)
-                start = time.perf_counter()
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore")
-                    model.fit(Xr.iloc[train], yr.iloc[train])
-                seconds = time.perf_counter() - start
-                raw = model._predict_outputs(model._check_X(Xr.iloc[test], fit=False))
-                outputs = conditions.apply(model.task_states_, raw)
-                y_test = yr.iloc[test]
-                for t in model.task_states_:
-                    for metric, value in t.metrics(y_test, outputs[t.name]).items():
-                        if metric != "n":
-                            rows.append({"model": name, "task": t.name, "metric": metric,
-                                         "repeat": repeat, "fold": fold, "value": value,
-                                         "fit_seconds": seconds})
-                if hasattr(model, "evaluate_intervals"):
-                    for a in sorted({*INTERVAL_ALPHAS, float(model.alpha)}):
-                        table = model.evaluate_intervals(Xr.iloc[test], y_test, alpha=a)
-                        for task, row in table.iterrows():
-                            interval_rows.append({"model": name, "task": task, "alpha": a,
-                                                  "repeat": repeat, "fold": fold,
-                                                  "coverage": row["coverage"], "size": row["size"],
-                                                  "fitted_alpha": float(model.alpha)})
-                fitted = {t.name: t for t in model.task_states_}
-                for reg, cls in pairs:
-                    agree = consistency(outputs[reg.name], fitted[cls.name].predict(outputs[cls.name]))
-                    for metric, value in agree.items():
-                        rows.append({"model": name, "task": f"{reg.name} ~ {cls.name}",
-                                     "metric": metric, "repeat": repeat, "fold": fold,
-                                     "value": value, "fit_seconds": seconds})
-                if repeat == 0:
-                    frame = model.predict_frame(Xr.iloc[test])
-                    frame.index = test
-                    predictions[name].append(frame)
-                    oof[name].setdefault("__rows__", []).append(np.asarray(test))
-                    for t, full in zip(model.task_states_, states, strict=True):
-                        oof[name].setdefault(t.name, []).append(
-                            align_outputs(outputs[t.name], t, full))
-                if repeat == 0 and fold == 0:
-                    if getattr(model, "history_", None):
-                        histories[name] = list(model.history_)
-                    if hasattr(model, "module_"):
-                        architectures[name] = model._get_state()[0]["architecture"]
+            jobs.extend((name, template, repeat, fold, train, test) for name, template in models.items())
+    workers = resolve_n_jobs(n_jobs)
+    results = []
+
+    def report(result: dict[str, Any]) -> None:
+        results.append(result)
+        if progress is not None:
+            progress(result["name"], result["repeat"], result["fold"], result["seconds"],
+                     len(results), len(jobs))
+
+    if workers <= 1:
+        if any("MultiTaskNet" in repr(m) for m in models.values()):
+            from .. import nn  # noqa: F401  (import torch now, not inside the first timed fit)
+        _DATA.update(X=Xr, y=yr)
+        try:
+            for job in jobs:
+                report(_fit_one(job, resolved, states, pairs))
+        finally:
+            _DATA.clear()
+    else:
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor, as_completed
+
+        init: Any = _init_worker
+        with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=mp.get_context("spawn"),
+                                 initializer=init, initargs=(Xr, yr)) as pool:
+            futures = [pool.submit(_run_one, job, resolved, states, pairs) for job in jobs]
+            for future in as_completed(futures):
+                report(future.result())
+    results.sort(key=lambda r: (r["repeat"], r["fold"], list(models).index(r["name"])))
+    rows = [row for r in results for row in r["rows"]]
+    interval_rows = [row for r in results for row in r["intervals"]]
+    predictions: dict[str, list[pd.DataFrame]] = {name: [] for name in models}
+    oof: dict[str, dict[str, list[np.ndarray]]] = {name: {} for name in models}
+    histories: dict[str, list[dict[str, Any]]] = {}
+    architectures: dict[str, dict[str, Any]] = {}
+    for r in results:
+        if "prediction" not in r:
+            continue
+        name = r["name"]
+        predictions[name].append(r["prediction"])
+        oof[name].setdefault("__rows__", []).append(np.asarray(r["test"]))
+        for task, values in r["outputs"].items():
+            oof[name].setdefault(task, []).append(values)
+        if r.get("history"):
+            histories[name] = r["history"]
+        if "architecture" in r:
+            architectures[name] = r["architecture"]
+    n_test = len(Xr) / cv
     missing = {t.name: int(yf[list(t.task.source_columns)].isna().all(axis=1).sum()) for t in states}
     data = {"rows": len(Xf), "features": Xf.shape[1], "feature_names": list(Xf.columns),
             "tasks": [{"name": t.name, "kind": t.kind, "columns": list(t.task.source_columns),
@@ -377,4 +447,5 @@ def compare(X: Any, y: Any, tasks: Any = None, models: Mapping[str, Any] | None 
         intervals=pd.DataFrame(interval_rows),
         histories=histories, architectures=architectures, data=data, folds=fold_log,
         settings={"cv": cv, "repeats": repeats, "random_state": random_state,
-                  "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models)})
+                  "n_test": n_test, "n_train": len(Xr) - n_test, "models": list(models),
+                  "n_jobs": workers})

@@ -36,7 +36,9 @@ def _log_loss(state: Any, y: pd.DataFrame, outputs: np.ndarray, label: int | Non
 
 
 def fit_temperature(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[float]:
-    """The temperature(s) minimising the task's held-out log loss (one per multilabel label)."""
+    """The temperature(s) minimising the task's held-out log loss (one per multilabel label),
+    kept only when they also lower the held-out expected calibration error (a model that is
+    already calibrated keeps T = 1: a noisy T fitted on few rows would only add error)."""
     from scipy.optimize import minimize_scalar
 
     n = state.n_temperatures()
@@ -55,6 +57,10 @@ def fit_temperature(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[fl
             temps[j] = float(np.exp(result.x)) if np.isfinite(result.fun) else 1.0
         except (ValueError, FloatingPointError):  # no labels for it: leave it alone
             temps[j] = 1.0
+    if temps != [1.0] * n:
+        tempered = state.temper(outputs, np.asarray(temps if n > 1 else temps[0]))
+        if state.metrics(y, tempered)["ece"] > state.metrics(y, outputs)["ece"]:
+            return [1.0] * n
     return temps
 
 

@@ -16,9 +16,8 @@ probability at least ``1 - alpha``, whatever the model, if rows are exchangeable
 * ``groups=`` (Mondrian): thresholds per value of a column, so coverage holds within each group.
 * ``method="cv"``: K fold models; every row is a calibration row (out of fold), and predictions
   average the K models (cross-conformal; slightly conservative).
-* Regression and count scores are normalised by a difficulty estimate (``normalize=``): the
-  ensemble members' spread for a ``MultiTaskNet(n_ensemble > 1)``, else a small gradient
-  boosting model of the training residuals.
+* Regression and count scores can be normalised by a difficulty estimate (``normalize=``):
+  by default the ensemble members' spread for a ``MultiTaskNet(n_ensemble > 1)``.
 * ``calibrate=True`` temperature-scales class probabilities on the calibration rows first (see
   :class:`Calibrated`).
 """
@@ -92,7 +91,9 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         Class sets: "lac" (smallest sets) or "aps" (adaptive sets); "auto" is each kind's
         default (LAC, chosen by ``benchmarks/uncertainty.py``).
     normalize : {"auto", "spread", "residual", "none"}, default="auto"
-        The difficulty estimate that scales regression and count intervals.
+        The difficulty estimate that scales regression and count intervals: the ensemble
+        members' spread ("spread"), a small boosting model of the training residuals
+        ("residual"), or none. "auto": the spread for an ensemble, none otherwise.
     calibrate : bool, default=False
         Temperature-scale class probabilities on the calibration rows first.
     random_state : int or None
@@ -175,6 +176,7 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
             cal_outputs.append(outputs)
             cal_scales.append(self._scales(model, residual, Xf.iloc[test]))
         rows = np.concatenate(cal_rows)
+        self.calibration_rows_ = rows
         outputs = {t.name: np.concatenate([o[t.name] for o in cal_outputs]) for t in self.task_states_}
         scales = {t.name: (None if cal_scales[0][t.name] is None else
                            np.concatenate([s[t.name] for s in cal_scales])) for t in self.task_states_}
@@ -227,11 +229,12 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         return out
 
     def _normalizer(self, model: Any) -> str:
+        """"auto": the ensemble's spread when the model is an ensemble (free, and measured on
+        held-out rows), otherwise none (a residual model fitted on in-sample residuals made
+        intervals wider in benchmarks/uncertainty.py)."""
         if self.normalize != "auto":
             return self.normalize
-        if getattr(model, "n_ensemble", 1) > 1:
-            return "spread"
-        return "residual"
+        return "spread" if getattr(model, "n_ensemble", 1) > 1 else "none"
 
     def _scales(self, model: Any, residual: dict[str, Any], X: pd.DataFrame) -> dict[str, Any]:
         how = self._normalizer(model)
@@ -298,9 +301,11 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         level = conformal_quantile(joint, alpha, f"the joint score{where}")
         thresholds: dict[str, Any] = {}
         for name, _label, col, _ in columns:
+            # a score's rank is #(smaller scores) / (n + 1), so rank <= k / (n + 1) exactly
+            # when the score is at most the (k + 1)-th smallest
             ref = np.sort(col[~np.isnan(col)])
-            index = min(len(ref) - 1, max(0, math.ceil(level * (len(ref) + 1)) - 1))
-            value = float(ref[index])
+            k = round(level * (len(ref) + 1))
+            value = float(ref[min(k, len(ref) - 1)])
             if isinstance(thresholds.get(name), list) or (scores[name].ndim == 2):
                 thresholds.setdefault(name, []).append(value)
             else:

@@ -15,6 +15,10 @@ from ..tasks import TaskSpec
 from .sklearn_base import SklearnMultiTask, groups_by_objective
 
 _MIN_ROWS_FOR_EARLY_STOPPING = 100
+#: early_stopping="auto" holds out a validation split only for outputs with this many rows
+#: (scikit-learn's rule for HistGradientBoosting): below it, a 10% split is too small to stop
+#: on and rare labels stopped after a single tree.
+AUTO_EARLY_STOPPING_ROWS = 10_000
 
 
 def _require(module: str, extra: str) -> Any:
@@ -115,14 +119,14 @@ class MultiTaskGBM(SklearnMultiTask):
         "learning_rate": [P.Interval(float, 0, None, "neither")],
         "max_leaf_nodes": [P.Interval(int, 2, None)],
         "max_depth": [P.NONE, P.Interval(int, 1, None)],
-        "early_stopping": [P.BOOL],
+        "early_stopping": [P.BOOL, P.options("auto")],
         "validation_fraction": [P.Interval(float, 0, 1, "neither")],
         "n_iter_no_change": [P.Interval(int, 1, None)],
     }
 
     def __init__(self, tasks: TaskSpec = None, *, backend: str = "hist", n_estimators: int = 500,
                  learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 max_depth: int | None = None, early_stopping: bool = True,
+                 max_depth: int | None = None, early_stopping: bool | str = True,
                  validation_fraction: float = 0.1, n_iter_no_change: int = 20,
                  random_state: int | None = None, n_jobs: int | None = None,
                  max_categories: int = 64) -> None:
@@ -153,7 +157,9 @@ class MultiTaskGBM(SklearnMultiTask):
         return fit(F, y, weight, group[0])
 
     def _stops(self, n: int) -> bool:
-        return self.early_stopping and n >= _MIN_ROWS_FOR_EARLY_STOPPING
+        if self.early_stopping == "auto":
+            return n >= AUTO_EARLY_STOPPING_ROWS
+        return bool(self.early_stopping) and n >= _MIN_ROWS_FOR_EARLY_STOPPING
 
     def _split(self, n: int, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Random train/validation positions; with ``classes``, validation keeps only rows

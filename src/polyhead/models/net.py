@@ -86,10 +86,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     dropout : float, default=0.0
     norm : {"layer", "batch", None}, default=None
         Normalisation after each trunk layer ("batch" only without an ensemble).
-    numeric : {"standard", "robust", "quantile"}, default="standard"
-        How numeric features are scaled (:mod:`polyhead.features`): "robust" centres on the
+    numeric : {"standard", "clipped", "robust", "quantile"}, default="standard"
+        How numeric features are scaled (:mod:`polyhead.features`): "clipped" standardises
+        after winsorising at the training 0.1% and 99.9% quantiles; "robust" centres on the
         median, divides by the inter-quartile range and clips smoothly; "quantile" maps each
-        value's training quantile to a standard normal. Both keep a reading far out of range
+        value's training quantile to a standard normal. Each keeps a reading far out of range
         from swamping the others.
     numeric_embedding : {None, "ple", "periodic"}, default=None
         An embedding per numeric feature (those with more than two values): piecewise-linear
@@ -188,7 +189,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "activation": [P.options("relu", "gelu", "silu", "tanh", "elu")],
         "dropout": [P.Interval(float, 0, 1, "left")],
         "norm": [P.options("layer", "batch", None)],
-        "numeric": [P.options("standard", "robust", "quantile")],
+        "numeric": [P.options("standard", "clipped", "robust", "quantile")],
         "numeric_embedding": [P.options(None, "ple", "periodic")],
         "n_bins": [P.Interval(int, 2, 1024)],
         "d_embedding": [P.Interval(int, 1, 4096)],

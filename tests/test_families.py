@@ -211,3 +211,23 @@ def test_manifest_cannot_name_arbitrary_classes(tmp_path):
     (tmp_path / "m" / "manifest.json").write_text(json.dumps(manifest))
     with pytest.raises(ModelFileError, match="'os.system', which is not allowed"):
         polyhead.load(tmp_path / "m")
+
+
+@pytest.mark.parametrize("backend", ["hist", "lightgbm", "xgboost"])
+def test_early_stopping_keeps_every_class_in_training(backend):
+    """A rare label whose positives all fall in the early-stopping validation split still
+    trains a two-class model (it once predicted with a one-class one and crashed)."""
+    if backend != "hist":
+        pytest.importorskip(backend)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=200), "b": rng.normal(size=200)})
+    validation = np.random.default_rng(0).permutation(200)[:20]  # the split's first rows
+    rare = np.zeros(200, dtype=int)
+    rare[validation[:2]] = 1
+    y = pd.DataFrame({"rare": rare, "common": (X["a"] > 0).astype(int)})
+    model = MultiTaskGBM(tasks={"rare": "binary", "common": "binary"}, backend=backend,
+                         n_estimators=10, early_stopping=True, random_state=0).fit(X, y)
+    proba = np.asarray(model.predict_proba(X)["rare"])
+    assert proba.shape == (200, 2) and np.all(np.isfinite(proba))
+    np.testing.assert_allclose(proba.sum(axis=1), 1, rtol=1e-6)
+    assert (proba[:, 1] > 0).all()  # the rare class is known, not a one-class constant

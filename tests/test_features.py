@@ -58,3 +58,17 @@ def test_round_trip_and_validation():
     np.testing.assert_array_equal(again.transform(X), enc.transform(X))
     with pytest.raises(PolyheadError, match="invalid column entry"):
         FeatureEncoder.from_dict({"columns": [{"type": "numeric"}]})
+
+
+@pytest.mark.parametrize("numeric", ["clipped", "robust", "quantile"])
+def test_outlier_neither_rescales_the_others_nor_reaches_the_net_huge(numeric):
+    """9 readings 85 standard deviations out among 9,000: the other values keep about the
+    spread they have without them, and the outliers arrive bounded, still ordered."""
+    rng = np.random.default_rng(0)
+    clean = rng.normal(size=9000)
+    spiked = clean.copy()
+    spiked[:9] = 85.0 + np.arange(9)
+    out = FeatureEncoder(numeric=numeric).fit(pd.DataFrame({"a": spiked})).transform(
+        pd.DataFrame({"a": np.r_[spiked, 1e6]}))[:, 0]
+    assert 0.6 < out[9:9000].std() < 1.6             # standard scaling would give ~0.1
+    assert np.abs(out).max() < 6 and np.all(np.diff(out[:9]) >= 0) and out[-1] >= out[:9].max()

@@ -162,13 +162,15 @@ class MultiTaskGBM(SklearnMultiTask):
         return bool(self.early_stopping) and n >= _MIN_ROWS_FOR_EARLY_STOPPING
 
     def _split(self, n: int, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Random train/validation positions; with ``classes``, validation keeps only rows
-        whose class also occurs in training (boosters cannot score an unknown class)."""
+        """Random train/validation positions; with ``classes``, a class the random split left
+        out of training has its rows moved there, so training sees every class (a rare label
+        whose few positives all fell in validation would otherwise train a one-class model)."""
         perm = np.random.default_rng(self.random_state).permutation(n)
         n_valid = max(1, int(n * self.validation_fraction))
         train, valid = perm[n_valid:], perm[:n_valid]
         if classes is not None:
-            valid = valid[np.isin(classes[valid], classes[train])]
+            missing = ~np.isin(classes[valid], classes[train])
+            train, valid = np.concatenate([train, valid[missing]]), valid[~missing]
         return train, valid
 
     def _fit_hist(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:

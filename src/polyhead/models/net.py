@@ -88,7 +88,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Normalisation after each trunk layer ("batch" only without an ensemble).
     numeric : {"standard", "clipped", "robust", "quantile"}, default="standard"
         How numeric features are scaled (:mod:`polyhead.features`): "clipped" standardises
-        after winsorising at the training 0.1% and 99.9% quantiles; "robust" centres on the
+        with a scale that outliers do not inflate and squashes into (-5, 5); "robust" centres on the
         median, divides by the inter-quartile range and clips smoothly; "quantile" maps each
         value's training quantile to a standard normal. Each keeps a reading far out of range
         from swamping the others.

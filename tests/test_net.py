@@ -275,7 +275,7 @@ def test_tasks_repr_shows_inferred_kinds(mixed):
 
 def test_public_api_is_pinned():
     assert sorted(polyhead.__all__) == sorted([
-        "Comparison", "ModelFileError", "MultiTaskForest", "MultiTaskGBM", "MultiTaskLinear", "MultiTaskNet",
+        "Calibrated", "Comparison", "Conformal", "ModelFileError", "MultiTaskForest", "MultiTaskGBM", "MultiTaskLinear", "MultiTaskNet",
         "NotFittedError", "PolyheadError", "Separate", "SingleTarget", "Task", "TaskChain",
         "TaskError", "__version__", "compare", "datasets", "load"])
     for name in polyhead.__all__:

@@ -638,11 +638,7 @@ def plot_model(
     force: bool = typer.Option(False, "--force", help="Replace an existing file"),
 ) -> None:
     """Draw a network model's architecture (inputs, trunk, heads) without loading torch."""
-    import os
-    import tempfile
-    from pathlib import Path
-
-    from .io import check_output, finalize_mode
+    from .io import atomic_file, check_output
     from .persistence import read_manifest
 
     target = check_output(output, force=force, inputs=[model_dir], suffixes=(".svg", ".png"))
@@ -656,15 +652,8 @@ def plot_model(
                          "architecture to draw")
     kinds = {t["task"]["name"]: t["task"]["kind"] for t in manifest.get("tasks", [])}
     fig = architecture(arch, kinds, str(manifest.get("estimator")))
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix, dir=target.parent)
-    os.close(fd)
-    try:
+    with atomic_file(target) as tmp:
         fig.savefig(tmp, bbox_inches="tight")
-        finalize_mode(Path(tmp))
-        os.replace(tmp, target)
-    finally:
-        if Path(tmp).exists():
-            os.unlink(tmp)
     _console().print(f"wrote {target}", markup=False)
 
 

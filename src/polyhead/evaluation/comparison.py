@@ -219,21 +219,10 @@ class Comparison:
 
         html = render(self)
         if target is not None:
-            import os
-            import tempfile
-            from pathlib import Path
+            from ..io import atomic_file
 
-            from ..io import finalize_mode
-
-            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent or ".")
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(html)
-                finalize_mode(Path(tmp))
-                os.replace(tmp, target)
-            finally:
-                if os.path.exists(tmp):
-                    os.unlink(tmp)
+            with atomic_file(target) as tmp:
+                tmp.write_text(html, encoding="utf-8")
         return html
 
 

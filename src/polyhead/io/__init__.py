@@ -1,6 +1,6 @@
 """Reading and writing tables (CSV, Parquet, JSON Lines) and checking output paths."""
 
-from .paths import OutputPathError, check_output, finalize_mode
+from .paths import OutputPathError, atomic_file, check_output, finalize_mode
 from .tables import (
     TableWriter,
     detect_format,
@@ -13,6 +13,7 @@ from .tables import (
 __all__ = [
     "OutputPathError",
     "TableWriter",
+    "atomic_file",
     "check_output",
     "detect_format",
     "detect_output_format",

@@ -19,10 +19,12 @@ account could not read).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import stat
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from ..exceptions import PolyheadError
@@ -162,3 +164,20 @@ def finalize_mode(path: Path) -> None:
                 os.chmod(entry.path, 0o666 & ~mask)
     else:
         os.chmod(path, 0o666 & ~mask)
+
+
+@contextlib.contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """A temporary path beside ``target`` to write; on success it gets the umask's mode and is
+    renamed onto ``target`` (a checked output), otherwise it is removed."""
+    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=target.suffix,
+                                dir=target.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        finalize_mode(tmp)
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()

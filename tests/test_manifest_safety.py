@@ -4,6 +4,7 @@ for `polyhead info`, and nothing is allocated for what a tampered manifest claim
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import warnings
@@ -121,9 +122,12 @@ def test_a_claimed_giant_layer_allocates_nothing(models, tmp_path, hidden, match
     assert grew < 300  # building the layer would take over 5,000 MiB
 
 
+#: raise for a deep run: POLYHEAD_FUZZ_EXAMPLES=2000 pytest tests/test_manifest_safety.py
+FUZZ_EXAMPLES = int(os.environ.get("POLYHEAD_FUZZ_EXAMPLES", "40"))
+
 MUTATIONS = st.one_of(
     st.none(), st.booleans(), st.integers(-10**12, 10**12),
-    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8),
+    st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=8), st.sampled_from(["01", "i8,i8", "<U3", "|O", "nan", "inf", "-1", "1e400"]),
     st.lists(st.integers(-5, 5), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
 
 
@@ -145,7 +149,7 @@ def test_fuzzed_manifests_load_or_fail_with_a_model_file_error(models, tmp_path,
     paths = [p for p in _paths(original) if p and p[0] not in ("history",)]
 
     @given(st.sampled_from(paths), MUTATIONS)
-    @settings(max_examples=40, deadline=None, suppress_health_check=list(HealthCheck))
+    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
     def run(path, value):
         import shutil
 
@@ -172,6 +176,23 @@ def test_fuzzed_manifests_load_or_fail_with_a_model_file_error(models, tmp_path,
         assert np.isfinite(numbers).all() or pred.isna().any().any()
 
     run()
+
+
+@pytest.mark.parametrize("text", ["01", "0\x1b", "i8,i8", "(2,)i4", "V8", "M8[ns]", "<U99999999", "O,O"])
+def test_a_strange_label_dtype_is_refused_without_numpy_parsing_it(models, tmp_path, text):
+    """numpy's dtype parser evaluates comma strings: '01' raised SyntaxError from ast (CI, fuzz)."""
+    import shutil
+
+    root, _ = models
+    target = tmp_path / "m"
+    shutil.copytree(root / "forest", target)
+    manifest = json.loads((target / MANIFEST).read_text())
+    states = [t["state"] for t in manifest["tasks"] if "classes_dtype" in t.get("state", {})]
+    assert states
+    states[0]["classes_dtype"] = text
+    (target / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ModelFileError, match="classes_dtype"):
+        polyhead.load(target)
 
 
 @given(st.floats(0.0, 0.999))

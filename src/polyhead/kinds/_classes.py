@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 from collections.abc import Mapping
 from typing import Any
@@ -12,6 +13,10 @@ import pandas as pd
 from .._convert import plain
 from ..exceptions import TaskError
 from .base import EPS, Kind
+
+#: the label dtypes a model file may name (numpy's ``dtype.str``); anything else is refused
+_NUMBER_DTYPE = re.compile(r"[<>|=]?(b1|[iu][1248]|f[248])")
+_OTHER_DTYPE = re.compile(r"[<>|=]?(O|[US][0-9]{1,6})")
 
 
 def numeric_kind(values: pd.Series) -> str | None:
@@ -270,10 +275,15 @@ class ClassKind(Kind):
         if not pd.Index(classes, dtype=object).is_unique:  # pandas' equality: True == 1
             raise TaskError(f"task {self.name!r}: classes are not distinct")
         dtype_text = state.get("classes_dtype")
-        try:
-            dtype = np.dtype(dtype_text) if isinstance(dtype_text, str) else np.dtype(object)
-        except TypeError:
-            raise TaskError(f"task {self.name!r}: invalid classes_dtype {dtype_text!r}") from None
+        # an allow-list, not numpy's parser: np.dtype() evaluates comma strings and tuples
+        if dtype_text is None:
+            dtype = np.dtype(object)
+        elif isinstance(dtype_text, str) and _NUMBER_DTYPE.fullmatch(dtype_text):
+            dtype = np.dtype(dtype_text)
+        elif isinstance(dtype_text, str) and _OTHER_DTYPE.fullmatch(dtype_text):
+            dtype = np.dtype(object)
+        else:
+            raise TaskError(f"task {self.name!r}: invalid classes_dtype {dtype_text!r}")
         if dtype.kind not in "biuf":
             dtype = np.dtype(object)
         try:

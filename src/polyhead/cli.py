@@ -658,6 +658,21 @@ def plot_model(
 
 
 @app.command()
+def upgrade(
+    model_dir: str = typer.Argument(..., help="A model directory written by an older polyhead"),
+    output: str = typer.Option(..., "--output", "-o", help="Model directory to write"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing model directory"),
+) -> None:
+    """Re-save an old model in today's format (its scikit-learn parts as arrays, not skops)."""
+    from .io import check_output
+    from .io.legacy import upgrade as upgrade_model
+
+    check_output(output, kind="model", force=force, inputs=[model_dir])
+    target = upgrade_model(model_dir, output, overwrite=force)
+    _console().print(f"wrote {target}", markup=False)
+
+
+@app.command()
 def serve(
     model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),

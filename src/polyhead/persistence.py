@@ -28,7 +28,7 @@ from .exceptions import ModelFileError
 from .features import FeatureEncoder
 from .tasks import Task, task_from_dict
 
-FORMAT_VERSION = 2  # 2: fitted tasks as kinds ("state"), the encoder's numeric transforms
+FORMAT_VERSION = 3  # 3: scikit-learn units as arrays (no skops); 2: fitted tasks as kinds ("state"), the encoder's numeric transforms
 MANIFEST = "manifest.json"
 WEIGHTS = "weights.safetensors"
 

@@ -33,7 +33,7 @@ from sklearn.base import BaseEstimator, clone
 
 from .. import _params as P
 from .. import conditions
-from ..exceptions import PolyheadError
+from ..exceptions import ModelFileError, PolyheadError
 from ..registry import register_estimator
 from ..tasks import TaskSpec
 from .base import MultiTaskMixin
@@ -453,15 +453,14 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         return state, tensors
 
     def _residual_files(self) -> dict[str, bytes]:
-        import skops.io as sio
+        from ..io import sklearn_arrays
 
-        return {f"residual{i}__{name}.skops": sio.dumps(reg)
-                for i, models in enumerate(self.residual_models_) for name, reg in models.items()}
+        return {f"residual{i}_{j}.safetensors": sklearn_arrays.dumps(models[name])
+                for i, models in enumerate(self.residual_models_)
+                for j, name in enumerate(sorted(models))}
 
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
                    files: dict[str, bytes] | None = None) -> None:
-        from .sklearn_base import load_skops
-
         files = files or {}
         super()._set_state(manifest, {k: v for k, v in tensors.items() if not k.startswith("scores/")},
                            {k: v for k, v in files.items() if not k.startswith("residual")})
@@ -471,5 +470,16 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         groups = manifest.get("groups")
         self.groups_ = None if groups is None else np.asarray(groups, dtype=object)
         self.residual_models_ = [
-            {name: load_skops(files[f"residual{i}__{name}.skops"]) for name in names}
+            {name: _residual_model(files, i, j, name) for j, name in enumerate(names)}
             for i, names in enumerate(manifest.get("residual_tasks") or [[] for _ in self.estimators_])]
+
+
+def _residual_model(files: dict[str, bytes], i: int, j: int, name: str) -> Any:
+    """The residual model of task ``name`` (estimator ``i``): arrays, or an old skops file."""
+    from ..io import legacy, sklearn_arrays
+
+    if f"residual{i}_{j}.safetensors" in files:
+        return sklearn_arrays.loads(files[f"residual{i}_{j}.safetensors"])
+    if f"residual{i}__{name}.skops" in files:
+        return legacy.load_skops(files[f"residual{i}__{name}.skops"])
+    raise ModelFileError(f"the residual model of task {name!r} is missing")

@@ -36,8 +36,9 @@ class SingleTarget(SklearnMultiTask):
         :class:`~polyhead.features.FeatureEncoder`.
     tasks : as in :class:`~polyhead.MultiTaskNet`
 
-    Saved models are loaded with skops against polyhead's allow-list of types, so an estimator
-    whose fitted state needs other types saves but will not load.
+    Saved models store each fitted estimator as its arrays (:mod:`polyhead.io.sklearn_arrays`):
+    linear models, trees, forests and HistGradientBoosting. Saving another type is refused in
+    one line naming it (polyhead writes no pickle).
     """
 
     _parameter_constraints: dict[str, list[Any]] = {}

@@ -8,8 +8,10 @@ outputs. Sample weights and condition masks reach every slot; a classification s
 labels are all one class (a constant multilabel label, common in a cross-validation fold) is a
 :class:`ConstantUnit`, the same in every family.
 
-Units are persisted without pickle: scikit-learn models with skops against an explicit
-allow-list of types (:data:`TRUSTED_TYPES`), boosters in their own formats, constants as JSON.
+Units are persisted without pickle: scikit-learn models as their arrays
+(:mod:`polyhead.io.sklearn_arrays`, rebuilt from an allow-list of types), boosters in their own
+formats, constants as JSON. Directories written by polyhead < 0.3 hold skops files; they are
+refused with a line saying how to re-save them (``polyhead upgrade``, :mod:`polyhead.io.legacy`).
 """
 
 from __future__ import annotations
@@ -27,26 +29,7 @@ from ..features import FeatureEncoder
 from ..kinds import Kind, Slot
 from .base import MultiTaskMixin
 
-# Types a skops file may construct when loaded; anything else is refused (tampered file).
-TRUSTED_TYPES = frozenset({
-    "sklearn.tree._tree.Tree",
-    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
-    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.ensemble._hist_gradient_boosting.common.PREDICTOR_RECORD_DTYPE",
-    "sklearn._loss.loss.HalfSquaredError", "sklearn._loss.loss.HalfBinomialLoss",
-    "sklearn._loss.loss.HalfMultinomialLoss", "sklearn._loss.loss.HalfPoissonLoss",
-    "sklearn._loss.loss.PinballLoss", "sklearn._loss.link.IdentityLink",
-    "sklearn._loss.link.LogitLink", "sklearn._loss.link.LogLink",
-    "sklearn._loss.link.SymmetricMultinomialLogit",
-    "sklearn._loss.link.Interval", "sklearn._loss._loss.CyHalfSquaredError",
-    "sklearn._loss._loss.CyHalfBinomialLoss", "sklearn._loss._loss.CyHalfMultinomialLoss",
-    "sklearn._loss._loss.CyHalfPoissonLoss", "sklearn._loss._loss.CyPinballLoss",
-    "sklearn.linear_model._glm.glm._GeneralizedLinearRegressor",
-    "sklearn.utils._bunch.Bunch", "builtins.slice", "numpy.random._mt19937.MT19937",
-    "numpy.random.mtrand.RandomState", "numpy.random._pickle.__randomstate_ctor",
-    "numpy.random._pickle.__bit_generator_ctor", "numpy.dtype",
-})
-
+_EXTENSION = {"arrays": "safetensors"}
 SlotInfo = tuple[str, str, str, int, Any]  # key, task, objective, n_classes, alpha
 
 
@@ -234,16 +217,22 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     def _unit_to_bytes(self, model: Any) -> tuple[str, bytes]:
         if isinstance(model, ConstantUnit):
             return "constant", model.to_bytes()
-        import skops.io as sio
+        from ..io import sklearn_arrays
 
-        return "skops", sio.dumps(model)
+        return "arrays", sklearn_arrays.dumps(model)
 
     def _unit_from_bytes(self, fmt: str, data: bytes) -> Any:
         if fmt == "constant":
             return ConstantUnit.from_bytes(data)
-        if fmt != "skops":
-            raise ModelFileError(f"unexpected model format {fmt!r} for {type(self).__name__}")
-        return load_skops(data)
+        if fmt == "arrays":
+            from ..io import sklearn_arrays
+
+            return sklearn_arrays.loads(data)
+        if fmt == "skops":
+            from ..io.legacy import load_skops
+
+            return load_skops(data)
+        raise ModelFileError(f"unexpected model format {fmt!r} for {type(self).__name__}")
 
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         units: list[dict[str, Any]] = []
@@ -253,7 +242,7 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         self._files: dict[str, bytes] = {}
         for i, (keys, model) in enumerate(self.units_):
             fmt, data = self._unit_to_bytes(model)
-            name = f"unit{i}.{fmt}"
+            name = f"unit{i}.{_EXTENSION.get(fmt, fmt)}"
             self._files[name] = data
             units.append({"slots": keys, "file": name, "format": fmt,
                           "model": type(model).__name__})
@@ -348,20 +337,3 @@ def fit_params(model: Any, weight: np.ndarray | None) -> dict[str, Any]:
     if not has_fit_parameter(model, "sample_weight"):
         raise PolyheadError(f"{type(model).__name__} does not take sample_weight")
     return {"sample_weight": weight}
-
-
-def load_skops(data: bytes) -> Any:
-    """Load skops bytes, trusting only :data:`TRUSTED_TYPES`; anything else is refused."""
-    import skops.io as sio
-
-    try:
-        untrusted = sio.get_untrusted_types(data=data)
-    except Exception as exc:  # skops raises assorted errors on damaged archives
-        raise ModelFileError(f"model file cannot be read: {type(exc).__name__}: {exc}") from None
-    refused = sorted(set(untrusted) - TRUSTED_TYPES)
-    if refused:
-        raise ModelFileError(f"model file asks to load untrusted types: {', '.join(refused[:5])}")
-    try:
-        return sio.loads(data, trusted=list(untrusted))
-    except Exception as exc:
-        raise ModelFileError(f"model file cannot be loaded: {type(exc).__name__}: {exc}") from None

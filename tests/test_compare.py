@@ -106,11 +106,12 @@ def test_cli_compare_and_plot_model(tmp_path, capsys):
         return code, capsys.readouterr()
 
     code, out = run("compare", tmp_path / "d.csv", "-t", "amount", "-t", "kind", "--models",
-                    "separate-nets,joint-net,linear", "--cv", "2", "--repeats", "1",
+                    "separate-nets,joint-net-fast,linear", "--cv", "2", "--repeats", "1",
                     "-o", tmp_path / "r.html", "--json")
     assert code == 0, out.err
     summary = json.loads(out.out)
     assert summary["baseline"] == "separate nets" and (tmp_path / "r.html").exists()
+    assert "joint net (fast)" in (tmp_path / "r.html").read_text()
     code, out = run("compare", tmp_path / "d.csv", "-t", "amount", "--models", "svm", "-o", tmp_path / "x.html")
     assert code == 2 and "unknown model 'svm'" in out.err
     code, out = run("fit", tmp_path / "d.csv", "-t", "amount", "-t", "kind", "-p", "max_epochs=3",

@@ -71,4 +71,17 @@ def test_outlier_neither_rescales_the_others_nor_reaches_the_net_huge(numeric):
     out = FeatureEncoder(numeric=numeric).fit(pd.DataFrame({"a": spiked})).transform(
         pd.DataFrame({"a": np.r_[spiked, 1e6]}))[:, 0]
     assert 0.6 < out[9:9000].std() < 1.6             # standard scaling would give ~0.1
-    assert np.abs(out).max() < 6 and np.all(np.diff(out[:9]) >= 0) and out[-1] >= out[:9].max()
+    assert np.abs(out).max() < 11 and np.all(np.diff(out[:9]) >= 0) and out[-1] >= out[:9].max()
+
+
+def test_clipped_leaves_a_rare_flag_and_a_small_code_alone():
+    """A flag set in 0.1% of rows is 30 standard deviations out, but it is information: with
+    at most ten distinct values a column is standardised plainly, not squashed."""
+    flag = np.zeros(5000)
+    flag[:5] = 1.0
+    code = np.tile(np.arange(10.0), 500)
+    X = pd.DataFrame({"flag": flag, "code": code, "x": np.random.default_rng(0).normal(size=5000)})
+    clipped = FeatureEncoder(numeric="clipped").fit(X)
+    standard = FeatureEncoder(numeric="standard").fit(X)
+    assert [c["transform"] for c in clipped.columns_] == ["standard", "standard", "clipped"]
+    np.testing.assert_allclose(clipped.transform(X)[:, :2], standard.transform(X)[:, :2])

@@ -296,7 +296,7 @@ def test_packed_ensemble_members_and_spread(mixed, tmp_path):
     model.save(tmp_path / "m")
     again = polyhead.load(tmp_path / "m")
     pd.testing.assert_frame_equal(again.predict(X), model.predict(X))
-    single = net(tasks={"amount": "regression"}).fit(X, y)
+    single = net(tasks={"amount": "regression"}, n_ensemble=1).fit(X, y)
     assert (single.predict(X, return_std=True)[1]["amount"] == 0).all()
 
 
@@ -327,3 +327,35 @@ def test_auto_batch_size_scales_with_rows(mixed):
     assert small.batch_size_ == 32
     assert net(batch_size="auto")._batch_size(2518) == 128
     assert net(batch_size="auto")._batch_size(10**6) == 256
+
+
+def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
+    """A preset sets n_ensemble, numeric and best_epoch where they are None; an explicit value
+    always wins; get_params keeps what the user gave (scikit-learn's contract)."""
+    from polyhead.models.presets import PRESETS
+
+    X, y = mixed
+    for preset, values in PRESETS.items():
+        model = net(tasks=MIXED_TASKS, max_epochs=3, preset=preset).fit(X, y)
+        assert model.n_ensemble_ == values["n_ensemble"] and model.numeric_ == values["numeric"]
+        assert model.get_params()["n_ensemble"] is None
+        assert {c["transform"] for c in model.features_.columns_ if c["type"] == "numeric"} <= {
+            values["numeric"], "standard"}
+    chosen = net(tasks=MIXED_TASKS, max_epochs=3, preset="best", n_ensemble=2,
+                 numeric="robust").fit(X, y)
+    assert chosen.n_ensemble_ == 2 and chosen.numeric_ == "robust"
+    assert chosen._member_outputs(X)["amount"].shape[0] == 2
+    chosen.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    assert again.n_ensemble_ == 2 and again.numeric_ == "robust"
+    pd.testing.assert_frame_equal(again.predict(X), chosen.predict(X))
+    with pytest.raises(polyhead.PolyheadError, match="preset"):
+        net(tasks=MIXED_TASKS, preset="fastest").fit(X, y)
+
+
+def test_the_default_net_is_an_ensemble_and_is_deterministic(mixed):
+    X, y = mixed
+    a = polyhead.MultiTaskNet(tasks=MIXED_TASKS, max_epochs=4, random_state=3).fit(X, y)
+    b = polyhead.MultiTaskNet(tasks=MIXED_TASKS, max_epochs=4, random_state=3).fit(X, y)
+    assert a.n_ensemble_ > 1
+    pd.testing.assert_frame_equal(a.predict(X), b.predict(X))

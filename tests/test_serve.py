@@ -19,6 +19,7 @@ pytest.importorskip("uvicorn")
 
 import polyhead
 from polyhead import MultiTaskNet, Task
+from polyhead.persistence import FORMAT_VERSION
 
 BIN = Path(sys.executable).parent / "polyhead"
 
@@ -86,7 +87,7 @@ def test_health_ready_metadata(server):
     assert meta["tasks"][1]["classes"] == ["no", "yes"]
     assert {f["name"]: f["type"] for f in meta["features"]} == {
         "a": "numeric", "b": "numeric", "colour": "categorical"}
-    assert meta["polyhead_version"] == polyhead.__version__ and meta["format_version"] == 2
+    assert meta["polyhead_version"] == polyhead.__version__ and meta["format_version"] == FORMAT_VERSION
     with urllib.request.urlopen(base + "/docs") as resp:
         assert resp.status == 200 and b"swagger" in resp.read().lower()
     with urllib.request.urlopen(base + "/openapi.json") as resp:

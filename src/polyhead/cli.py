@@ -541,7 +541,10 @@ def _short_list(values: list[Any], n: int = 8) -> str:
     return text + (f", ... ({len(values)})" if len(values) > n else "")
 
 
-COMPARE_MODELS = ("separate-nets", "joint-net", "joint-net-uncertainty", "forest", "gbm", "linear")
+#: compare's arms by CLI name (evaluation.comparison.catalogue); the first six run by default
+COMPARE_MODELS = ("separate-nets", "joint-net", "joint-net-uncertainty", "forest", "gbm", "linear",
+                  "joint-net-fast", "joint-net-best", "joint-net-famo", "joint-net-mmoe")
+COMPARE_DEFAULT = COMPARE_MODELS[:6]
 
 
 @app.command()
@@ -552,7 +555,7 @@ def compare(
     given: list[str] = typer.Option([], "--given", help="A condition TASK:CONDITION (see fit)"),
     otherwise: list[str] = typer.Option([], "--otherwise", help="TASK=VALUE where the condition is false"),
     target_prefix: str | None = typer.Option(None, "--target-prefix", help="Every column starting with this is a target"),
-    models: str = typer.Option(",".join(COMPARE_MODELS), "--models", help=f"Comma list from: {', '.join(COMPARE_MODELS)}"),
+    models: str = typer.Option(",".join(COMPARE_DEFAULT), "--models", help=f"Comma list from: {', '.join(COMPARE_MODELS)}"),
     drop: list[str] = typer.Option([], "--drop", help="Columns to leave out (comma list)"),
     cv: int = typer.Option(5, "--cv", help="Folds"),
     repeats: int = typer.Option(2, "--repeats", help="Repetitions of the cross-validation"),
@@ -566,8 +569,8 @@ def compare(
     """Separate models vs one joint model (and other families), paired over the same folds."""
     import json
 
+    from .evaluation.comparison import catalogue
     from .evaluation.comparison import compare as run_compare
-    from .evaluation.comparison import default_models
     from .io import check_output
 
     # everything that could fail after the folds is checked before the first fit
@@ -586,8 +589,9 @@ def compare(
     X = frame[_choose_features(frame, tasks, [], drop, data)]
     if cv > len(frame):
         raise UsageError(f"--cv {cv} needs at least {cv} rows; {data} has {len(frame)}")
-    catalogue = dict(zip(COMPARE_MODELS, default_models(seed).values(), strict=True))
-    chosen = {name.replace("-", " "): catalogue[name] for name in names}
+    arms = catalogue(seed)
+    by_cli_name = {name.replace(" (", "-").replace(")", "").replace(" ", "-"): name for name in arms}
+    chosen = {by_cli_name[name]: arms[by_cli_name[name]] for name in names}
     progress_fn, finish = _compare_progress(len(chosen) * cv * repeats, show=not json_out)
     try:
         result = run_compare(X, frame[target_cols], tasks=tasks, models=chosen, cv=cv,

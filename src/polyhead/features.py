@@ -3,11 +3,13 @@
 Numeric columns (``numeric=``):
 
 * ``"standard"``: ``(x - mean) / std``;
-* ``"clipped"``: standardised with a mean and standard deviation estimated on values
-  winsorised at ``CLIP_SIGMAS`` standard deviations (three rounds), then squashed smoothly into
-  ``(-5, 5)`` with ``5 tanh(z / 5)`` (monotone, within 3% of ``z`` up to two standard
-  deviations). A few extreme readings (9 rows in 9,000, 85 standard deviations out) neither
-  inflate the scale of every other value nor reach the network as huge inputs;
+* ``"clipped"`` (the network's default): standardised with a mean and standard deviation
+  estimated on values winsorised at ``CLIP_SIGMAS`` (10) standard deviations (three rounds),
+  then squashed smoothly into ``(-10, 10)`` with ``10 tanh(z / 10)`` (monotone, within 3% of
+  ``z`` up to three standard deviations). A few extreme readings (9 rows in 9,000, 85 standard
+  deviations out) neither inflate the scale of every other value nor reach the network as
+  huge inputs. A column with at most ``FEW_VALUES`` (10) distinct values (a flag, a small
+  code) is standardised plainly: its rare values are information, not outliers;
 * ``"robust"``: centred on the median, divided by the inter-quartile range (the range when that
   is 0), then smoothly clipped, ``z / sqrt(1 + (z / 3)^2)``, into (-3, 3) (RealMLP's transform,
   Holzmüller et al., 2024). A reading 85 standard deviations out stays a large value instead
@@ -54,7 +56,11 @@ OTHER_CATEGORY = "<other>"
 NUMERIC = ("standard", "clipped", "robust", "quantile", "none")
 _CLIP = 3.0
 QUANTILES = 200
-CLIP_SIGMAS = 5.0
+#: "clipped": winsorising and squashing bound, in standard deviations (10 kept oes97's heavy
+#: but genuine tails intact where 5 cost 19% error; benchmarks/quality.py, README "Presets")
+CLIP_SIGMAS = 10.0
+#: "clipped" standardises plainly a column with at most this many distinct values
+FEW_VALUES = 10
 
 
 def is_categorical(column: pd.Series) -> bool:
@@ -154,9 +160,12 @@ class FeatureEncoder:
         if looks_like_identifier(column):
             _warn_identifier(name, column)
         center, scale = 0.0, 1.0
-        if len(observed) and self.numeric == "standard":
+        transform = self.numeric
+        if transform == "clipped" and len(np.unique(observed[:100_000])) <= FEW_VALUES:
+            transform = "standard"  # a flag or a small code: its rare values are not outliers
+        if len(observed) and transform == "standard":
             center, scale = float(observed.mean()), float(observed.std())
-        elif len(observed) and self.numeric == "clipped":
+        elif len(observed) and transform == "clipped":
             center, scale = float(observed.mean()), float(observed.std())
             for _ in range(3):  # the outliers' pull on the scale fades with each round
                 if not (np.isfinite(scale) and scale > 0):
@@ -171,7 +180,7 @@ class FeatureEncoder:
             raise PolyheadError(f"feature column {name!r}: values too large to scale (e.g. "
                                 f"{float(values[big]):g} at row {row_label(column.index, big)!r})")
         fill = float(observed.mean()) if len(observed) and self.numeric == "none" else center
-        col = {"name": name, "type": "numeric", "transform": self.numeric, "center": center,
+        col = {"name": name, "type": "numeric", "transform": transform, "center": center,
                "scale": scale if scale > 0 else 1.0, "fill": fill,
                "indicator": bool(np.isnan(values).any())}
         if self.numeric == "quantile":

@@ -25,8 +25,13 @@ from ..kinds import Kind, align_outputs
 ProgressFn = Callable[[str, int, int, float, int, int], None]
 
 
-def default_models(random_state: int | None = 0) -> dict[str, Any]:
-    """Separate nets, joint net, joint net with uncertainty weighting, forest, gbm, linear."""
+#: the arms :func:`compare` runs when none are given (the README example's list)
+DEFAULT_ARMS = ("separate nets", "joint net", "joint net (uncertainty)", "forest", "gbm", "linear")
+
+
+def catalogue(random_state: int | None = 0) -> dict[str, Any]:
+    """Every arm ``compare`` knows by name: the defaults, and the net's presets and
+    multi-task remedies (``polyhead compare --models``)."""
     from ..models.forest import MultiTaskForest
     from ..models.gbm import MultiTaskGBM
     from ..models.linear import MultiTaskLinear
@@ -40,7 +45,17 @@ def default_models(random_state: int | None = 0) -> dict[str, Any]:
         "forest": MultiTaskForest(random_state=random_state),
         "gbm": MultiTaskGBM(random_state=random_state),
         "linear": MultiTaskLinear(random_state=random_state),
+        "joint net (fast)": MultiTaskNet(preset="fast", random_state=random_state),
+        "joint net (best)": MultiTaskNet(preset="best", random_state=random_state),
+        "joint net (famo)": MultiTaskNet(weighting="famo", random_state=random_state),
+        "joint net (mmoe)": MultiTaskNet(experts=4, random_state=random_state),
     }
+
+
+def default_models(random_state: int | None = 0) -> dict[str, Any]:
+    """Separate nets, joint net, joint net with uncertainty weighting, forest, gbm, linear."""
+    arms = catalogue(random_state)
+    return {name: arms[name] for name in DEFAULT_ARMS}
 
 
 def consistency_pairs(states: list[Kind], y: pd.DataFrame) -> list[tuple[Kind, Kind]]:

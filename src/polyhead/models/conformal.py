@@ -234,12 +234,12 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         intervals wider in benchmarks/uncertainty.py)."""
         if self.normalize != "auto":
             return self.normalize
-        return "spread" if getattr(model, "n_ensemble", 1) > 1 else "none"
+        return "spread" if getattr(model, "n_ensemble_", 1) > 1 else "none"
 
     def _scales(self, model: Any, residual: dict[str, Any], X: pd.DataFrame) -> dict[str, Any]:
         how = self._normalizer(model)
         scales: dict[str, Any] = {t.name: None for t in self.task_states_}
-        if how == "spread" and getattr(model, "n_ensemble", 1) > 1:
+        if how == "spread" and getattr(model, "n_ensemble_", 1) > 1:
             members = model._member_outputs(model._check_X(X, fit=False))
             for t in self.task_states_:
                 if t.point_value:

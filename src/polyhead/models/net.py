@@ -19,6 +19,7 @@ from ..exceptions import PolyheadError
 from ..features import FeatureEncoder
 from ..registry import register_estimator
 from ..tasks import TaskSpec
+from . import presets
 from .base import MultiTaskMixin
 
 _PREDICT_CHUNK = 65536
@@ -86,9 +87,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     dropout : float, default=0.0
     norm : {"layer", "batch", None}, default=None
         Normalisation after each trunk layer ("batch" only without an ensemble).
-    numeric : {"standard", "clipped", "robust", "quantile"}, default="standard"
-        How numeric features are scaled (:mod:`polyhead.features`): "clipped" standardises
-        with a scale that outliers do not inflate and squashes into (-5, 5); "robust" centres on the
+    numeric : {"standard", "clipped", "robust", "quantile"} or None, default=None
+        How numeric features are scaled (:mod:`polyhead.features`); None: the preset's
+        ("clipped" except for ``preset="fast"``). "clipped" standardises with a scale that
+        outliers do not inflate and squashes into (-10, 10) (columns with at most ten distinct
+        values are standardised plainly: a rare flag is not an outlier); "robust" centres on the
         median, divides by the inter-quartile range and clips smoothly; "quantile" maps each
         value's training quantile to a standard normal. Each keeps a reading far out of range
         from swamping the others.
@@ -120,13 +123,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         Share of the training rows held out to monitor training (0 = none); their positions
         are in ``validation_indices_``.
-    best_epoch : {"joint", "per_task"}, default="joint"
-        "joint" restores the weights of the epoch with the best total validation loss.
+    best_epoch : {"joint", "per_task"} or None, default=None
+        None: the preset's ("per_task" for ``preset="best"``, else "joint"). "joint" restores the weights of the epoch with the best total validation loss.
         "per_task" predicts each task with the weights of the epoch where its own validation
         loss was lowest (only the snapshots tasks need are kept), and stops when no task has
         improved for ``patience`` epochs.
-    n_ensemble : int, default=1
-        K > 1 trains K members at once as one network; predictions average the members
+    n_ensemble : int or None, default=None
+        None: the preset's (1 "fast", 8 "default", 16 "best"). K > 1 trains K members at once as one network; predictions average the members
         (probabilities for class tasks) and ``predict(X, return_std=True)`` also gives their
         spread. With an ensemble, early stopping watches the averaged prediction's loss.
     ensemble : {"packed", "batch"}, default="packed"
@@ -155,6 +158,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     max_categories : int, default=64
         One-hot slots per categorical column: the most frequent categories get their own, the
         rest share an "other" slot (see :mod:`polyhead.features`).
+    preset : {"fast", "default", "best"}, default="default"
+        Fills in ``n_ensemble``, ``numeric`` and ``best_epoch`` where they are None
+        (:mod:`polyhead.models.presets`); chosen by ``benchmarks/quality.py``, with measured
+        quality and fit time in the README.
 
     Attributes
     ----------
@@ -166,6 +173,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         task weights, seconds.
     n_iter_ : int
         Epochs run.
+    n_ensemble_, numeric_ : int, str
+        The ensemble size and numeric transform used (given, or from the preset).
     best_epoch_ : int
         The epoch whose weights the module holds (the best total validation loss).
     task_best_epochs_ : dict of str to int
@@ -189,7 +198,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "activation": [P.options("relu", "gelu", "silu", "tanh", "elu")],
         "dropout": [P.Interval(float, 0, 1, "left")],
         "norm": [P.options("layer", "batch", None)],
-        "numeric": [P.options("standard", "clipped", "robust", "quantile")],
+        "numeric": [P.NONE, P.options("standard", "clipped", "robust", "quantile")],
         "numeric_embedding": [P.options(None, "ple", "periodic")],
         "n_bins": [P.Interval(int, 2, 1024)],
         "d_embedding": [P.Interval(int, 1, 4096)],
@@ -202,8 +211,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "early_stopping": [P.BOOL],
         "patience": [P.Interval(int, 1, None)],
         "validation_fraction": [P.Interval(float, 0, 1, "left")],
-        "best_epoch": [P.options("joint", "per_task")],
-        "n_ensemble": [P.Interval(int, 1, 4096)],
+        "best_epoch": [P.NONE, P.options("joint", "per_task")],
+        "n_ensemble": [P.NONE, P.Interval(int, 1, 4096)],
+        "preset": [P.options("fast", "default", "best")],
         "ensemble": [P.options("packed", "batch")],
         "head_hidden": [P.Satisfies(lambda v: v == () or P.sizes(v), "a tuple of positive ints")],
         "experts": [P.Interval(int, 0, 256)],
@@ -220,18 +230,19 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (64, 64),
                  activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
-                 numeric: str = "standard", numeric_embedding: str | None = None,
+                 numeric: str | None = None, numeric_embedding: str | None = None,
                  n_bins: int = 32, d_embedding: int = 16, embed_above: int | None = None,
                  batch_size: int | str = "auto", max_epochs: int = 300, lr: float = 3e-3,
                  weight_decay: float = 1e-4, lr_schedule: str = "plateau",
                  early_stopping: bool = True, patience: int = 20,
-                 validation_fraction: float = 0.1, best_epoch: str = "joint",
-                 n_ensemble: int = 1, ensemble: str = "packed", head_hidden: tuple[int, ...] = (),
+                 validation_fraction: float = 0.1, best_epoch: str | None = None,
+                 n_ensemble: int | None = None, ensemble: str = "packed", head_hidden: tuple[int, ...] = (),
                  experts: int = 0, weighting: Any = "equal",
                  random_state: int | None = None, n_threads: int | None = None,
                  compile: bool = False, device: str = "cpu", verbose: int = 0,
-                 max_categories: int = 64) -> None:
+                 max_categories: int = 64, preset: str = "default") -> None:
         self.tasks = tasks
+        self.preset = preset
         self.hidden = hidden
         self.activation = activation
         self.dropout = dropout
@@ -272,11 +283,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """
         self._check_params()
         check_device(self.device)
-        if self.n_ensemble > 1 and self.norm == "batch":
+        chosen = presets.resolve(self.preset, {"n_ensemble": self.n_ensemble, "numeric": self.numeric,
+                                               "best_epoch": self.best_epoch})
+        self.n_ensemble_, self.numeric_ = int(chosen["n_ensemble"]), str(chosen["numeric"])
+        self._best_epoch_mode = str(chosen["best_epoch"])
+        if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
                                 "use norm='layer' or None")
         Xf, yf = self._prepare_fit(X, y, sample_weight)
-        self.features_ = FeatureEncoder(numeric=self.numeric, max_categories=self.max_categories,
+        self.features_ = FeatureEncoder(numeric=self.numeric_, max_categories=self.max_categories,
                                         embed_above=self.embed_above).fit(Xf)
         features = self.features_.transform(Xf)
         per_task = {}
@@ -335,7 +350,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             d_embedding=self.d_embedding, d_category=self.d_embedding)
         heads = {t.name: t.head_width for t in self.task_states_}
         return MultiTaskModule(inputs, heads, tuple(int(h) for h in self.hidden), self.activation,
-                               self.dropout, self.norm, k=self.n_ensemble, ensemble=self.ensemble,
+                               self.dropout, self.norm, k=self.n_ensemble_, ensemble=self.ensemble,
                                head_hidden=tuple(int(h) for h in self.head_hidden),
                                experts=self.experts, fused=layout.get("fused", True))
 
@@ -398,7 +413,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                   *(int(h) for h in self.head_hidden),
                   sum(t.head_width for t in getattr(self, "task_states_", []))]
         per_row = sum(a * b for a, b in itertools.pairwise(widths))
-        return net_threads(rows * per_row * self.n_ensemble * max(1, self.experts), self.n_threads)
+        return net_threads(rows * per_row * self.n_ensemble_ * max(1, self.experts), self.n_threads)
 
     def _batch_size(self, n_train: int) -> int:
         if self.batch_size != "auto":
@@ -408,7 +423,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     @property
     def _own_batches(self) -> bool:
         """Packed members each see their own shuffle; batch-ensemble members share batches."""
-        return self.n_ensemble > 1 and self.ensemble == "packed"
+        return self.n_ensemble_ > 1 and self.ensemble == "packed"
 
     def fit_loop(self, features: np.ndarray,
                  targets: dict[str, tuple[np.ndarray, np.ndarray | None]]) -> None:
@@ -442,7 +457,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         names = [t.name for t in self.task_states_]
         self.history_: list[dict[str, Any]] = []
         watch = self.early_stopping and valid is not None
-        tracker = _BestEpochs(names, per_task=self.best_epoch == "per_task" and watch)
+        tracker = _BestEpochs(names, per_task=self._best_epoch_mode == "per_task" and watch)
         self._printer = _EpochPrinter(names) if self.verbose else None
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
@@ -501,7 +516,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
         self.module_.train()
         n = x.shape[0]
-        k = self.n_ensemble
+        k = self.n_ensemble_
         if not self._own_batches:
             perm = torch.randperm(n, generator=generator).to(x.device)
         else:  # each member its own shuffle: (K, n) positions, batches become (K, B, ...)
@@ -531,7 +546,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         losses = self.compute_loss(getattr(self, "_forward", self.module_)(x), targets)
         total = self.weighting_(losses)
         if self._own_batches:  # losses average over independent members; times K, each
-            total = total * self.n_ensemble  # member's gradient is its own loss's
+            total = total * self.n_ensemble_  # member's gradient is its own loss's
         total.backward()
         self.weighting_.after_backward(losses)
         # LeanAdamW.update skips the optimiser wrapper's per-call hooks (see nn/optim.py)
@@ -572,7 +587,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.module_.eval()
         with torch.inference_mode():
             raw = getattr(self, "_forward", self.module_)(x)
-            if self.n_ensemble == 1:
+            if self.n_ensemble_ == 1:
                 return self.compute_loss(raw, targets)
             per_task = _task_targets(getattr(self, "_units", None), targets)
             return torch.stack([t.output_loss(t.output(raw[t.name]).mean(0), *per_task[t.name])
@@ -592,7 +607,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "in_features": self.features_.n_outputs_,
                 "input_names": self.features_.feature_names_out_,
                 "hidden": [int(h) for h in self.hidden], "activation": self.activation,
-                "n_ensemble": int(self.n_ensemble), "ensemble": self.ensemble,
+                "n_ensemble": int(self.n_ensemble_), "ensemble": self.ensemble,
                 "dropout": self.dropout, "norm": self.norm,
                 "numeric_embedding": self.numeric_embedding if layout["embedded"] else None,
                 "embedded": layout["embedded"], "codes": layout["codes"],
@@ -681,18 +696,19 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                 f"feature encoder makes {self.features_.n_outputs_}")
         self.hidden = tuple(int(h) for h in arch["hidden"])
         self.head_hidden = tuple(int(h) for h in arch.get("head_hidden", []))
-        self.n_ensemble = int(arch.get("n_ensemble", 1))
+        self.n_ensemble_ = int(arch.get("n_ensemble", 1))
+        self.numeric_ = str(getattr(self.features_, "numeric", "standard"))
         self.ensemble = str(arch.get("ensemble", "packed"))
         self.experts = int(arch.get("experts", 0))
         self.numeric_embedding = arch.get("numeric_embedding")
         self.n_bins, self.d_embedding = int(arch.get("n_bins", 32)), int(arch.get("d_embedding", 16))
         legacy = "fused" not in arch  # format 1: per-task heads (packed ensembles: one "heads")
         tensors = dict(tensors)
-        if legacy and self.n_ensemble > 1:
+        if legacy and self.n_ensemble_ > 1:
             tensors = {k.replace("module.heads.", "module.out.", 1): v for k, v in tensors.items()}
         self._layout = {"embedded": list(arch.get("embedded", [])), "codes": list(arch.get("codes", [])),
                         "cardinalities": list(arch.get("cardinalities", [])), "edges": None,
-                        "fused": bool(arch.get("fused", self.n_ensemble > 1))}
+                        "fused": bool(arch.get("fused", self.n_ensemble_ > 1))}
         with torch.device("meta"):
             shapes = {k: tuple(v.shape) for k, v in self.build_module(
                 int(arch["in_features"])).state_dict().items()}
@@ -737,7 +753,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         features = self.features_.transform(X)
         parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}
         self.module_.eval()
-        chunk = max(1, _PREDICT_CHUNK // self.n_ensemble)
+        chunk = max(1, _PREDICT_CHUNK // self.n_ensemble_)
         by_epoch: dict[int, list[Any]] = {}
         for t in self.task_states_:
             by_epoch.setdefault(getattr(self, "task_best_epochs_", {}).get(t.name, -1), []).append(t)
@@ -751,7 +767,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                            if epoch in snapshots else self.module_(x))
                     for t in tasks:
                         values = t.output(raw[t.name]).double().cpu().numpy()
-                        parts[t.name].append(values if self.n_ensemble > 1 else values[None])
+                        parts[t.name].append(values if self.n_ensemble_ > 1 else values[None])
         return {t.name: np.concatenate(parts[t.name], axis=1) for t in self.task_states_}
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:

@@ -662,6 +662,29 @@ def plot_model(
 
 
 @app.command()
+def export(
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    output: str = typer.Option(..., "--output", "-o", help="File to write: model.onnx"),
+    fmt: str = typer.Option("onnx", "--format", help="Export format: onnx"),
+    force: bool = typer.Option(False, "--force", help="Replace an existing file"),
+) -> None:
+    """Export a network model as one ONNX graph (encoder, network, decoding) for onnxruntime."""
+    from .io import check_output
+    from .persistence import load
+
+    if fmt != "onnx":
+        raise UsageError(f"unknown --format {fmt!r}; choose onnx")
+    check_output(output, force=force, inputs=[model_dir], suffixes=(".onnx",))
+    from .io.onnx import _require, check_exportable, to_onnx
+
+    _require()
+    model = load(model_dir)
+    check_exportable(model)
+    target = to_onnx(model, output, overwrite=force)
+    _console().print(f"wrote {target}", markup=False)
+
+
+@app.command()
 def upgrade(
     model_dir: str = typer.Argument(..., help="A model directory written by an older polyhead"),
     output: str = typer.Option(..., "--output", "-o", help="Model directory to write"),

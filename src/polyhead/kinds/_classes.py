@@ -149,6 +149,9 @@ class ClassKind(Kind):
         assert self._classes is not None
         return self._classes[self.proba_array(outputs).argmax(axis=1)]
 
+    def export_decode(self, outputs: Any) -> tuple[Any, Any]:
+        return outputs.argmax(dim=-1), outputs
+
     def otherwise_output(self, value: Any, n: int) -> np.ndarray:
         """Outputs that say "class ``value``" for ``n`` rows (NaN when value is None)."""
         assert self._classes is not None

@@ -203,6 +203,12 @@ class Kind:
         """The head's raw output as this kind's outputs (probabilities, values in units...)."""
         raise NotImplementedError
 
+    def export_decode(self, outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """In torch, for an exported graph (:mod:`polyhead.io.onnx`): the prediction (values;
+        for class kinds, the class position) and the probabilities (None for numeric kinds),
+        as :meth:`predict` and :meth:`proba_array` give them."""
+        return outputs, None
+
     def stack_key(self) -> Any:
         """Tasks with the same (non-None) key may be trained as one block: their one-column
         heads, targets and weights side by side, their losses from one call to

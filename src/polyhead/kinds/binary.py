@@ -80,6 +80,11 @@ class Binary(ClassKind):
         assert self._classes is not None
         return self._classes[(outputs >= 0.5).astype(np.int64)]
 
+    def export_decode(self, outputs: Any) -> tuple[Any, Any]:
+        import torch
+
+        return (outputs >= 0.5).long(), torch.stack([1.0 - outputs, outputs], dim=-1)
+
     def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """The probability of the second class, and whether the label is it."""
         codes = self.class_codes(self.column(y))

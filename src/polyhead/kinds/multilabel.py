@@ -112,6 +112,9 @@ class Multilabel(Kind):
     def predict(self, outputs: np.ndarray) -> np.ndarray:
         return (outputs >= 0.5).astype(np.int64)
 
+    def export_decode(self, outputs: Any) -> tuple[Any, Any]:
+        return (outputs >= 0.5).long(), outputs
+
     def columns(self, outputs: np.ndarray, expected: bool = False) -> dict[str, np.ndarray]:
         values = outputs if expected else self.predict(outputs)
         return {col: values[:, j] for j, col in enumerate(self.labels)}

@@ -65,8 +65,9 @@ class PiecewiseLinear(nn.Module):
         n_bins = left.shape[1]
         last = finite.sum(-1, keepdim=True) - 1  # each feature's last real bin
         index = torch.arange(n_bins, device=x.device)
-        lower = torch.where(index == 0, -math.inf, 0.0)           # below the range: extrapolate
-        upper = torch.where(index == last, math.inf, 1.0)         # above the range: extrapolate
+        # tensors of the input's dtype, not Python scalars (an exported graph keeps them float32)
+        lower = torch.where(index == 0, torch.full_like(left, -math.inf), torch.zeros_like(left))
+        upper = torch.where(index == last, torch.full_like(left, math.inf), torch.ones_like(left))
         t = torch.maximum(torch.minimum(t, upper), lower)
         return torch.where(finite, t, torch.zeros_like(t))
 

@@ -343,3 +343,45 @@ def test_conformal_intervals_are_served(tmp_path):
     finally:
         proc.terminate()
         proc.wait(20)
+
+
+def test_an_onnx_export_is_served_without_torch(tmp_path):
+    """`polyhead serve model.onnx`: onnxruntime answers as the torch runtime does, and the
+    service process never imports torch."""
+    pytest.importorskip("onnxruntime")
+    X, y = make_mixed(n=120)
+    tasks = [*(Task(n, kind=k) for n, k in MIXED_TASKS.items()),
+             Task("tags", kind="multilabel", columns=("t1", "t2", "t3"))]
+    model = MultiTaskNet(tasks=tasks, **FAST).fit(X, y)
+    model.to_onnx(tmp_path / "m.onnx")
+    proc, base = start_server(tmp_path / "m.onnx", "--runtime", "onnx")
+    try:
+        rows = rows_of(X.head(7))
+        status, got = call(base, "/predict?proba=true", {"rows": rows})
+        assert status == 200
+        expected = model.predict(X.head(7))
+        for i, row in enumerate(got["predictions"]):
+            assert row["kind"] == expected["kind"].iloc[i] and row["level"] == expected["level"].iloc[i]
+            assert row["t1"] == expected["t1"].iloc[i]
+            assert abs(row["amount"] - expected["amount"].iloc[i]) <= 1e-4 * max(1, abs(row["amount"]))
+        proba = model.predict_proba(X.head(7))["level"]
+        assert abs(got["probabilities"][0]["level"][str(proba.columns[0])] - proba.iloc[0, 0]) < 1e-5
+        status, meta = call(base, "/metadata")
+        assert status == 200 and meta["format_version"] == "onnx"
+        assert [t["name"] for t in meta["tasks"]] == ["amount", "kind", "level", "tags"]
+        status, bad = call(base, "/predict", {"rows": [{"a": 1.0}]})
+        assert status == 422
+        modules = subprocess.run(["cat", f"/proc/{proc.pid}/maps"], capture_output=True, text=True)
+        assert "libtorch" not in modules.stdout                     # torch was never loaded
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def test_serve_runtime_options_are_checked(tmp_path, capsys):
+    from conftest import cli
+
+    code, _, err = cli(capsys, "serve", tmp_path, "--runtime", "onnx")
+    assert code == 2 and "polyhead export" in err
+    code, _, err = cli(capsys, "serve", tmp_path / "m.onnx", "--runtime", "torch")
+    assert code == 2 and "--runtime onnx" in err

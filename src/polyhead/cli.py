@@ -701,16 +701,27 @@ def upgrade(
 
 @app.command()
 def serve(
-    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
+    model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`, or a .onnx export"),
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on"),
     port: int = typer.Option(8000, "--port", help="Port to listen on"),
     workers: int = typer.Option(1, "--workers", help="Worker processes"),
     max_rows: int = typer.Option(10_000, "--max-rows", help="Largest batch (413 above)"),
     max_body_mb: float = typer.Option(16.0, "--max-body-mb", help="Largest request body in MiB (413 above)"),
     allow_extra: bool = typer.Option(False, "--allow-extra", help="Ignore unknown fields instead of a 422"),
+    runtime: str = typer.Option("auto", "--runtime", help=(
+        "torch (a model directory) or onnx (a .onnx file from `polyhead export`, served by "
+        "onnxruntime without torch); auto: from the path")),
 ) -> None:
     """Serve a model over HTTP: /predict, /metadata, /health, /ready, /docs (FastAPI + uvicorn)."""
-    from .serving.app import ServeSettings, run
+    from .serving.app import ServeSettings, is_onnx, run
+
+    if runtime not in ("auto", "torch", "onnx"):
+        raise UsageError(f"unknown --runtime {runtime!r}; choose auto, torch or onnx")
+    if runtime == "onnx" and not is_onnx(model_dir):
+        raise UsageError(f"--runtime onnx serves a .onnx file; export {model_dir} first: "
+                         f"polyhead export {model_dir} -o model.onnx")
+    if runtime == "torch" and is_onnx(model_dir):
+        raise UsageError(f"{model_dir} is an ONNX file: serve it with --runtime onnx")
 
     if workers < 1 or max_rows < 1 or max_body_mb <= 0:
         raise UsageError("--workers and --max-rows must be at least 1, --max-body-mb positive")

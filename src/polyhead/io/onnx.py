@@ -280,7 +280,10 @@ def build(model: Any) -> Any:
     merged = helper.make_model(graph, opset_imports=list(net.opset_import),
                                producer_name="polyhead")
     merged.ir_version = net.ir_version
-    helper.set_model_props(merged, {METADATA_KEY: json.dumps(_metadata(model))})
+    from ..persistence import _json_default, _json_safe
+
+    helper.set_model_props(merged, {METADATA_KEY: json.dumps(_json_safe(_metadata(model)),
+                                                             default=_json_default)})
     onnx.checker.check_model(merged)
     return merged
 
@@ -289,8 +292,9 @@ def _metadata(model: Any) -> dict[str, Any]:
     from .._version import __version__
 
     return {"polyhead_version": __version__, "estimator": type(model).__name__,
-            "tasks": [t.metadata() for t in model.task_states_],
-            "features": [{"name": c["name"], "type": c["type"]} for c in model.features_.columns_]}
+            "tasks": [t.to_dict() for t in model.task_states_],
+            "features": model.features_.to_dict(),
+            "feature_columns": [str(c) for c in model._feature_columns]}
 
 
 def to_onnx(model: Any, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:

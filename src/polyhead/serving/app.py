@@ -89,11 +89,9 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
     from starlette.concurrency import run_in_threadpool
 
     from ..exceptions import PolyheadError
-    from ..persistence import load, read_manifest
 
     settings = settings or ServeSettings()
-    manifest = read_manifest(model_dir)
-    model = load(model_dir)
+    model, manifest = open_model(model_dir)
     names = list(model._feature_columns)
     types = _feature_types(model)
     extra: Literal["ignore", "forbid"] = "ignore" if settings.allow_extra else "forbid"
@@ -436,6 +434,23 @@ def _records(frame: Any, np: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def is_onnx(path: str | os.PathLike[str]) -> bool:
+    return Path(path).suffix.lower() == ".onnx"
+
+
+def open_model(path: str | os.PathLike[str]) -> tuple[Any, dict[str, Any]]:
+    """The model to serve and its manifest: a model directory (torch), or an ``.onnx`` export
+    (onnxruntime, without importing torch)."""
+    if is_onnx(path):
+        from .onnx_model import OnnxModel
+
+        onnx_model = OnnxModel(path)
+        return onnx_model, onnx_model.manifest
+    from ..persistence import load, read_manifest
+
+    return load(path), read_manifest(path)
+
+
 def app_from_env() -> Any:
     """App factory for uvicorn workers: model dir and settings come from the environment."""
     settings = ServeSettings(**json.loads(os.environ.get(ENV_SETTINGS, "{}")))
@@ -448,9 +463,7 @@ def run(model_dir: str, *, host: str = "127.0.0.1", port: int = 8000, workers: i
     _require_fastapi()
     import uvicorn
 
-    from ..persistence import load
-
-    load(model_dir)  # refuse to start, with a clear error, if the model is not valid
+    open_model(model_dir)  # refuse to start, with a clear error, if the model is not valid
     settings = settings or ServeSettings()
     os.environ[ENV_MODEL_DIR] = str(Path(model_dir).resolve())
     os.environ[ENV_SETTINGS] = json.dumps(settings.__dict__)

@@ -371,6 +371,15 @@ def test_an_onnx_export_is_served_without_torch(tmp_path):
         assert [t["name"] for t in meta["tasks"]] == ["amount", "kind", "level", "tags"]
         status, bad = call(base, "/predict", {"rows": [{"a": 1.0}]})
         assert status == 422 and "b" in bad["message"]             # a missing feature named
+        status, bad = call(base, "/predict", {"rows": [{**rows[0], "a": 1e39}]})
+        assert status == 422 and "rows.0.a" in bad["message"]
+        columns = {k: [r[k] for r in rows] for k in rows[0]}
+        columns["colour"][0] = None                                 # missing: as in Python
+        status, got = call(base, "/predict", {"columns": columns})
+        X_missing = X.head(7).copy()
+        X_missing["colour"] = X_missing["colour"].astype(object)
+        X_missing.iloc[0, X_missing.columns.get_loc("colour")] = None
+        assert status == 200 and got["predictions"][0]["level"] == model.predict(X_missing)["level"].iloc[0]
         modules = subprocess.run(["cat", f"/proc/{proc.pid}/maps"], capture_output=True, text=True)
         assert "libtorch" not in modules.stdout                     # torch was never loaded
     finally:

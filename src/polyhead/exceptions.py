@@ -6,9 +6,9 @@ message names the task, column, row or value at fault.
 
 from __future__ import annotations
 
-from sklearn.exceptions import NotFittedError
+from typing import Any
 
-__all__ = ["ModelFileError", "NotFittedError", "PolyheadError", "PolyheadWarning", "TaskError"]
+__all__ = ["ModelFileError", "NotFittedError", "PolyheadError", "PolyheadWarning", "TaskError"]  # noqa: F822 (lazy)
 
 
 class PolyheadError(ValueError):
@@ -26,3 +26,13 @@ class ModelFileError(PolyheadError):
 class PolyheadWarning(UserWarning):
     """Something in the input is probably a mistake (an identifier used as a feature, say),
     but a model can still be fitted."""
+
+
+def __getattr__(name: str) -> Any:
+    # scikit-learn's own NotFittedError (so one ``except`` catches both), imported on first
+    # use: importing scikit-learn costs ~70 MiB, which a torch-free ONNX service never needs
+    if name == "NotFittedError":
+        from sklearn.exceptions import NotFittedError
+
+        return NotFittedError
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

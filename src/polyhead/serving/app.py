@@ -181,6 +181,35 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         regions = model.predict_intervals(frame) if intervals else None
         return out, probabilities, regions
 
+    async def fast_predict(body: Any, proba: bool, intervals: bool) -> Any:
+        if body.rows is not None:
+            columns = {n: [getattr(r, f) for r in body.rows] for f, n in fields.items()}
+        else:
+            columns = {n: list(getattr(body.columns, f)) for f, n in fields.items()}
+        limit = float(np.finfo(np.float32).max)
+        for f, n in fields.items():
+            if types[n] == float | None:
+                bad = [i for i, v in enumerate(columns[n]) if v is not None and not abs(v) <= limit]
+                if bad:
+                    loc = (["body", "rows", bad[0], n] if body.rows is not None
+                           else ["body", "columns", n, bad[0]])
+                    return invalid([{"loc": loc, "type": "finite_number", "msg": (
+                        f"value {columns[n][bad[0]]:g} is not allowed: features must be finite "
+                        f"and below {limit:.3g} in size (null means missing)")}])
+        if intervals:
+            return invalid([{"loc": ["query", "intervals"], "type": "value_error",
+                             "msg": "this model has no conformal intervals (fit it with Conformal)"}])
+        try:
+            rows, probabilities = await run_in_threadpool(model.predict_columns, columns, proba)
+        except Exception as exc:
+            logger.exception("prediction failed")
+            return JSONResponse(status_code=500, content={
+                "detail": f"internal error: {type(exc).__name__}", "message": "internal error"})
+        response: dict[str, Any] = {"predictions": rows}
+        if probabilities is not None and _has_proba(model):
+            response["probabilities"] = probabilities
+        return JSONResponse(response)
+
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
     async def predict(request: Request,
@@ -204,6 +233,8 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         except ValidationError as exc:
             return invalid([{"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", ""),
                              "type": e.get("type", "")} for e in exc.errors()])
+        if hasattr(model, "predict_columns"):  # onnxruntime: lists in, rows out, no pandas
+            return await fast_predict(body, proba, intervals)
         if body.rows is not None:
             frame = pd.DataFrame([r.model_dump(by_alias=True) for r in body.rows],  # type: ignore[attr-defined]
                                  columns=names)

@@ -83,3 +83,34 @@ class OnnxModel:
                 out[t.name] = pd.DataFrame(got[f"{t.name}_proba"].astype(np.float64),
                                            index=X.index, columns=names)
         return out
+
+    # -- the service's fast path: lists in, JSON-ready rows out, no DataFrame -------------------
+    def predict_columns(self, columns: dict[str, list[Any]], proba: bool = False
+                        ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
+        """Per row, the prediction columns (and with ``proba``, each class task's
+        probabilities by class), from a column -> values mapping (None: missing)."""
+        inputs: dict[str, np.ndarray] = {}
+        for col in self._encoder.columns_:
+            values = columns[col["name"]]
+            if col["type"] == "numeric":
+                array = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
+            else:
+                array = np.array(["" if v is None else str(v) for v in values], dtype=object)
+            inputs[col["name"]] = array.reshape(-1, 1)
+        got = dict(zip(self._outputs, self.session.run(None, inputs), strict=True))
+        n = len(next(iter(inputs.values())))
+        rows: list[dict[str, Any]] = [{} for _ in range(n)]
+        probabilities: list[dict[str, Any]] | None = [{} for _ in range(n)] if proba else None
+        for t in self.task_states_:
+            value = got[t.name]
+            names = t.output_columns
+            per_column = ([value.reshape(n).tolist()] if len(names) == 1
+                          else [value[:, j].tolist() for j in range(len(names))])
+            for name, values in zip(names, per_column, strict=True):
+                for row, v in zip(rows, values, strict=True):
+                    row[name] = None if isinstance(v, float) and v != v else v
+            if probabilities is not None and t.has_proba:
+                keys = [str(c) for c in (t.output_columns if t.classes is None else t.classes.tolist())]
+                for row, p in zip(probabilities, got[f"{t.name}_proba"].tolist(), strict=True):
+                    row[t.name] = dict(zip(keys, p, strict=True))
+        return rows, probabilities

@@ -187,7 +187,7 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         else:
             columns = {n: list(getattr(body.columns, f)) for f, n in fields.items()}
         limit = float(np.finfo(np.float32).max)
-        for f, n in fields.items():
+        for n in fields.values():
             if types[n] == float | None:
                 bad = [i for i, v in enumerate(columns[n]) if v is not None and not abs(v) <= limit]
                 if bad:

@@ -14,12 +14,12 @@ import polyhead
 
 mlflow = pytest.importorskip("mlflow")
 
+import mlflow.pyfunc  # noqa: E402
+
+import polyhead.mlflow  # noqa: E402
+
 
 def test_log_load_and_pyfunc_predict(tmp_path, monkeypatch):
-    import mlflow.pyfunc
-
-    import polyhead.mlflow
-
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(f"file:{tmp_path / 'mlruns'}")
     X, y = make_mixed(80)
@@ -42,8 +42,6 @@ def test_log_load_and_pyfunc_predict(tmp_path, monkeypatch):
 
 
 def test_a_forest_logs_too(tmp_path, monkeypatch):
-    import polyhead.mlflow
-
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(f"file:{tmp_path / 'mlruns'}")
     X, y = make_mixed(60)

@@ -12,11 +12,12 @@ from conftest import FAST, MIXED_TASKS, make_mixed
 
 import polyhead
 
-mlflow = pytest.importorskip("mlflow")
+pytest.importorskip("mlflow")
 
-import mlflow.pyfunc  # noqa: E402
+import mlflow
+import mlflow.pyfunc
 
-import polyhead.mlflow  # noqa: E402
+import polyhead.mlflow
 
 
 def test_log_load_and_pyfunc_predict(tmp_path, monkeypatch):

@@ -184,7 +184,24 @@ class PyTabKit(PerTarget):
         return cls(random_state=self.seed, n_threads=1, device="cpu", verbosity=0)
 
 
+class Trivial(PerTarget):
+    """The trivial predictor every family must beat: the training mean of each numeric
+    target, the training class frequencies of each class target (AUC 0.5, the majority
+    class's accuracy)."""
+
+    name = "trivial"
+
+    def make(self, kind: str, n_classes: int) -> Any:
+        from sklearn.dummy import DummyClassifier, DummyRegressor
+
+        return DummyRegressor() if kind == "regression" else DummyClassifier(strategy="prior")
+
+    def prepare(self, X: pd.DataFrame) -> Any:
+        return np.zeros((len(X), 1))
+
+
 REFERENCES = {
+    "trivial": lambda seed: Trivial(seed),
     "lightgbm": lambda seed: LightGBM(seed),
     "catboost": lambda seed: CatBoost(seed),
     "realmlp": lambda seed: PyTabKit("realmlp", seed),

@@ -10,6 +10,10 @@ same run, medians of repeats, each measurement in a fresh process so its peak RS
 4. Scaling: 1e4, 1e5, 1e6 rows x 50 features x 4 mixed tasks (fixed 2 epochs).
 5. Packed ensembles: n_ensemble=8 vs 1 (default settings), and the ensemble vs its members.
 6. torch.compile on the tutorial configuration: compile time and per-step time.
+7. Busy machine: each family's default fit (and a small compare) on an idle machine and with
+   two processes spinning on the CPUs (goal: at most 2x slower); MultiTaskGBM against plain
+   per-target LightGBM with equal settings (goal: at most 1.5x); the README compare example's
+   wall-clock time.
 
     python benchmarks/run.py [--quick]
 """
@@ -260,7 +264,7 @@ def compile_cost() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    parser.add_argument("--only", default="tutorial,default,predict,scaling,ensemble,compile",
+    parser.add_argument("--only", default="tutorial,default,predict,scaling,ensemble,compile,busy",
                         help="comma list of sections to run")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -286,6 +290,8 @@ def main() -> None:
         ensemble_section(reps, add, med)
     if "compile" in only and not args.quick:
         compile_section(add)
+    if "busy" in only:
+        busy_section(reps, add, med)
 
     import torch
 
@@ -394,3 +400,80 @@ def compile_section(add: Any) -> None:
 
 if __name__ == "__main__":
     main()
+
+
+# -- 7. busy machine ----------------------------------------------------------------------------
+def fit_family(family: str, seed: int = 0) -> dict[str, Any]:
+    """A default fit of one family on the abalone split (compare: the README's example)."""
+    import polyhead
+
+    X_tr, _, y_tr, _ = _split()
+    start = time.perf_counter()
+    if family == "compare":
+        small = polyhead.datasets.load_abalone().sample(500, random_state=0)
+        import pandas as pd
+
+        polyhead.compare(small.drop(columns="rings"),
+                         pd.DataFrame({"rings": small.rings, "rings_class": small.rings}),
+                         tasks=TASKS, cv=3, repeats=1, random_state=seed,
+                         models={"separate nets": polyhead.Separate(polyhead.MultiTaskNet(max_epochs=30)),
+                                 "joint net": polyhead.MultiTaskNet(max_epochs=30),
+                                 "linear": polyhead.MultiTaskLinear()})
+    else:
+        cls = {"net": polyhead.MultiTaskNet, "gbm": polyhead.MultiTaskGBM,
+               "forest": polyhead.MultiTaskForest, "linear": polyhead.MultiTaskLinear}[family]
+        cls(tasks=TASKS, random_state=seed).fit(X_tr, y_tr)
+    return {"seconds": time.perf_counter() - start}
+
+
+def fit_lightgbm_equal(plain: bool, seed: int = 0) -> dict[str, Any]:
+    """100 rounds at 0.1, no early stopping, one thread: plain LightGBM once per target, or
+    MultiTaskGBM(backend="lightgbm") with the same settings."""
+    import lightgbm as lgb
+
+    from polyhead import MultiTaskGBM
+
+    X_tr, _, y_tr, _ = _split()
+    start = time.perf_counter()
+    if plain:
+        X = X_tr.assign(sex=X_tr["sex"].astype("category"))
+        lgb.LGBMRegressor(n_jobs=1, random_state=seed, verbose=-1).fit(X, y_tr["rings"])
+        lgb.LGBMClassifier(n_jobs=1, random_state=seed, verbose=-1).fit(X, y_tr["rings_class"])
+    else:
+        MultiTaskGBM(tasks=TASKS, backend="lightgbm", n_estimators=100, learning_rate=0.1,
+                     early_stopping=False, n_jobs=1, random_state=seed).fit(X_tr, y_tr)
+    return {"seconds": time.perf_counter() - start}
+
+
+def _spin() -> None:
+    while True:
+        pass
+
+
+def busy_section(reps: int, add: Any, med: Any) -> None:
+    import importlib.util
+
+    print("7. busy machine", file=sys.stderr)
+    families = ["net", "gbm", "forest", "compare"]
+    idle = {f: isolated(fit_family, reps, family=f) for f in families}
+    ctx = mp.get_context("spawn")
+    spinners = [ctx.Process(target=_spin, daemon=True) for _ in range(2)]
+    for p in spinners:
+        p.start()
+    try:
+        busy = {f: isolated(fit_family, reps, family=f) for f in families}
+    finally:
+        for p in spinners:
+            p.terminate()
+            p.join()
+    for f in families:
+        ratio = med(busy[f], "seconds") / med(idle[f], "seconds")
+        add(f"busy/idle: {f}", f"{ratio:.2f}x ({med(idle[f], 'seconds'):.2f} s idle, "
+            f"{med(busy[f], 'seconds'):.2f} s with 2 spinning processes)", "<= 2x", ratio <= 2)
+    add("compare: README example wall-clock", f"{med(idle['compare'], 'seconds'):.1f} s idle", "", None)
+    if importlib.util.find_spec("lightgbm"):
+        plain = isolated(fit_lightgbm_equal, reps, plain=True)
+        ours = isolated(fit_lightgbm_equal, reps, plain=False)
+        ratio = med(ours, "seconds") / med(plain, "seconds")
+        add("MultiTaskGBM(lightgbm) / plain LightGBM", f"{ratio:.2f}x ({med(ours, 'seconds'):.2f} s vs "
+            f"{med(plain, 'seconds'):.2f} s; 100 rounds at 0.1, 1 thread)", "<= 1.5x", ratio <= 1.5)

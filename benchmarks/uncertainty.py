@@ -156,7 +156,7 @@ def main() -> None:
                         rows.append({"set": name, "seed": seed, "alpha": alpha,
                                      "method": f"MAPIE split per target, {family}",
                                      "task": task, "kind": kind, "coverage": coverage, "size": size})
-            if any(s.has_proba for s in fitted["per task"].task_states_):
+            if any(s.has_proba for s in fitted["gbm, absolute (default)"].task_states_):
                 calibrated = polyhead.Calibrated(base, tasks=data.tasks, random_state=seed).fit(
                     data.X.iloc[train], data.y.iloc[train])
                 before = calibrated.estimators_[0].evaluate(X_te, y_te)

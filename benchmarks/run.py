@@ -398,9 +398,6 @@ def compile_section(add: Any) -> None:
         "pays for itself?", cc["compiled_epoch_s"] * 150 + cc["compile_s"] < cc["eager_epoch_s"] * 150)
 
 
-if __name__ == "__main__":
-    main()
-
 
 # -- 7. busy machine ----------------------------------------------------------------------------
 def fit_family(family: str, seed: int = 0) -> dict[str, Any]:
@@ -477,3 +474,7 @@ def busy_section(reps: int, add: Any, med: Any) -> None:
         ratio = med(ours, "seconds") / med(plain, "seconds")
         add("MultiTaskGBM(lightgbm) / plain LightGBM", f"{ratio:.2f}x ({med(ours, 'seconds'):.2f} s vs "
             f"{med(plain, 'seconds'):.2f} s; 100 rounds at 0.1, 1 thread)", "<= 1.5x", ratio <= 1.5)
+
+
+if __name__ == "__main__":
+    main()

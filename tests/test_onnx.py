@@ -89,11 +89,32 @@ def test_penguins_export_matches(tmp_path):
     assert_same(model, X, run_onnx(path, model, X))
 
 
+FAMILY_TASKS = [*(Task(n, kind=k) for n, k in MIXED_TASKS.items()),
+                Task("tags", kind="multilabel", columns=("t1", "t2", "t3")),
+                Task("n", kind="count", column="level")]
+
+
+@pytest.mark.parametrize("family", ["forest", "extra_trees", "linear"])
+def test_tree_and_linear_families_export_through_skl2onnx(family, tmp_path):
+    pytest.importorskip("skl2onnx")
+    X, y = make_mixed(160, missing=0.05)
+    model = (polyhead.MultiTaskLinear(tasks=FAMILY_TASKS) if family == "linear" else
+             polyhead.MultiTaskForest(tasks=FAMILY_TASKS, n_estimators=5, random_state=0,
+                                      kind="random_forest" if family == "forest" else "extra_trees"))
+    model.fit(X, y)
+    path = model.to_onnx(tmp_path / "m.onnx")
+    X_new = _with_new_rows(X)
+    assert_same(model, X_new, run_onnx(path, model, X_new))
+
+
 def test_export_refuses_what_it_cannot_express_in_one_line(tmp_path):
     X, y = make_mixed(80)
-    forest = polyhead.MultiTaskForest(tasks={"amount": "regression"}, n_estimators=3).fit(X, y)
-    with pytest.raises(PolyheadError, match="not supported for MultiTaskForest"):
-        polyhead.io.onnx.to_onnx(forest, tmp_path / "f.onnx")
+    gbm = polyhead.MultiTaskGBM(tasks={"amount": "regression"}, n_estimators=3).fit(X, y)
+    with pytest.raises(PolyheadError, match="not supported for MultiTaskGBM"):
+        gbm.to_onnx(tmp_path / "g.onnx")
+    ordinal = polyhead.MultiTaskForest(tasks=[Task("level", kind="ordinal")], n_estimators=3).fit(X, y)
+    with pytest.raises(PolyheadError, match="not supported for ordinal tasks"):
+        polyhead.io.onnx.to_onnx(ordinal, tmp_path / "o.onnx")
     hurdle = polyhead.MultiTaskNet(tasks=[Task("kind", kind="binary"),
                                           Task("amount", kind="regression", given="kind=yes",
                                                otherwise=0.0)], **FAST).fit(X, y)

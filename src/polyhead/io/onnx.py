@@ -1,4 +1,4 @@
-"""A fitted :class:`~polyhead.MultiTaskNet` as one ONNX graph: encoder, network, decoding.
+"""A fitted model as one ONNX graph: encoder, network (or tree and linear models), decoding.
 
 The graph reads one input per feature column, named as the column and shaped ``[N, 1]``:
 float32 for numeric columns (NaN is a missing value) and string for categorical ones
@@ -11,7 +11,9 @@ How it is built: the encoder (scaling, clipping, missing indicators, capped one-
 "other" and "missing" slots, category codes for embeddings) from ONNX operators with
 ``onnx.helper``; the network (numeric embeddings, the trunk or experts, every head, ensemble
 averaging, per-task best epochs, each kind's output and decoding) through torch's ONNX
-exporter; class positions mapped to labels with ``Gather``. onnxruntime runs it; polyhead does
+exporter; class positions mapped to labels with ``Gather``. MultiTaskForest and
+MultiTaskLinear: each fitted scikit-learn unit converted by skl2onnx, its outputs cut into
+slots, each kind's :meth:`~polyhead.kinds.Kind.onnx_from_slots` decoding them. onnxruntime runs it; polyhead does
 not re-implement a runtime. Needs ``pip install 'polyhead[onnx]'``.
 """
 
@@ -42,21 +44,28 @@ def _require() -> Any:
     return onnx
 
 
+#: the estimators that export (forest and linear through skl2onnx, unit by unit)
+EXPORTABLE = ("MultiTaskNet", "MultiTaskForest", "MultiTaskLinear")
+EXPORTABLE_WHY = {"MultiTaskGBM": "skl2onnx cannot convert HistGradientBoostingClassifier with "
+                                  "this ONNX opset, and boosters need onnxmltools; "}
+
+
 def check_exportable(model: Any) -> None:
     """One line naming what cannot be exported, before any work."""
     from sklearn.utils.validation import check_is_fitted
 
-    if type(model).__name__ != "MultiTaskNet":
-        raise PolyheadError(f"ONNX export is not supported for {type(model).__name__}: only "
-                            "MultiTaskNet exports (its graph includes the feature encoder)")
-    check_is_fitted(model, "module_")
+    name = type(model).__name__
+    if name not in EXPORTABLE:
+        raise PolyheadError(f"ONNX export is not supported for {name}: {EXPORTABLE_WHY.get(name, '')}"
+                            f"exportable: {', '.join(EXPORTABLE)}")
+    check_is_fitted(model, "module_" if name == "MultiTaskNet" else "units_")
     for t in model.task_states_:
         if t.task.given is not None:
             raise PolyheadError(f"ONNX export is not supported for conditional tasks: task "
                                 f"{t.name!r} has given={t.task.given!r}")
     for col in model.features_.columns_:
         if col["type"] == "numeric" and col.get("transform", "standard") not in (
-                "standard", "clipped", "robust"):
+                "standard", "clipped", "robust", "none"):
             raise PolyheadError(f"ONNX export is not supported for numeric={col['transform']!r} "
                                 f"(column {col['name']!r}); use standard, clipped or robust")
 
@@ -132,6 +141,7 @@ class _Builder:
         self.nodes: list[Any] = []
         self.inits: list[Any] = []
         self._n = 0
+        self.n_encoder = 0  # nodes before this position run before the converted parts
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -167,6 +177,9 @@ def _numeric(b: _Builder, col: dict[str, Any], x: str) -> list[str]:
     z = b.op("Div", [b.op("Sub", [x, b.const(np.float32(col["center"]))]),
                      b.const(np.float32(col["scale"]))])
     transform = col.get("transform", "standard")
+    if transform == "none":  # trees: the value itself, a missing one filled
+        return [b.op("Where", [nan, b.const(np.float32(col["fill"])), x])] + (
+            [b.op("Cast", [nan], to=1)] if col["indicator"] else [])
     if transform == "clipped":
         sig = b.const(np.float32(CLIP_SIGMAS))
         z = b.op("Mul", [b.op("Tanh", [b.op("Div", [z, sig])]), sig])
@@ -217,19 +230,13 @@ def _categorical(b: _Builder, col: dict[str, Any], x: str) -> list[str]:
 
 # -- the whole graph ----------------------------------------------------------------------------
 def build(model: Any) -> Any:
-    """The ONNX ModelProto of a fitted MultiTaskNet (see the module docstring)."""
+    """The ONNX ModelProto of a fitted MultiTaskNet, MultiTaskForest or MultiTaskLinear (see
+    the module docstring)."""
     onnx = _require()
-    from onnx import TensorProto, compose, helper
+    from onnx import TensorProto, helper
 
     check_exportable(model)
     states = model.task_states_
-    net_outputs: list[str] = []
-    for t in states:
-        net_outputs.append(f"out{len(net_outputs)}")
-        if t.has_proba:
-            net_outputs.append(f"out{len(net_outputs)}")
-    net = compose.add_prefix(_network_graph(model, net_outputs), prefix=f"{_PREFIX}net/")
-
     b = _Builder()
     inputs, pieces = [], []
     for col in model.features_.columns_:
@@ -239,53 +246,154 @@ def build(model: Any) -> Any:
             name, TensorProto.FLOAT if numeric else TensorProto.STRING, ["N", 1]))
         pieces += _numeric(b, col, name) if numeric else _categorical(b, col, name)
     features = f"{_PREFIX}net/features"
-    from onnx import helper as h
+    b.nodes.append(helper.make_node("Concat", pieces, [features], name=f"{_PREFIX}concat", axis=1))
 
-    b.nodes.append(h.make_node("Concat", pieces, [features], name=f"{_PREFIX}concat", axis=1))
-
-    outputs, post = [], _Builder()
-    position = 0
-    for t in states:
-        value = f"{_PREFIX}net/{net_outputs[position]}"
-        position += 1
-        classes = t.classes
-        if classes is not None:
-            labels = post.const(classes if classes.dtype.kind in "biuf" else classes.astype(object),
-                                "classes")
-            post.nodes.append(h.make_node("Gather", [labels, value], [t.name], axis=0,
-                                          name=f"{_PREFIX}labels_{position}"))
-            kind = {"b": TensorProto.BOOL, "i": TensorProto.INT64, "u": TensorProto.INT64,
-                    "f": TensorProto.DOUBLE}.get(classes.dtype.kind, TensorProto.STRING)
-            if classes.dtype.kind in "iu":
-                post.inits[-1] = onnx.numpy_helper.from_array(classes.astype(np.int64), labels)
-            outputs.append(helper.make_tensor_value_info(t.name, kind, ["N"]))
-        else:
-            post.nodes.append(h.make_node("Identity", [value], [t.name], name=f"{_PREFIX}value_{position}"))
-            multilabel = t.has_proba
-            shape: list[str | int | None] = (["N"] if len(t.output_columns) == 1 and not multilabel
-                                             else ["N", len(t.output_columns)])
-            outputs.append(helper.make_tensor_value_info(
-                t.name, TensorProto.INT64 if multilabel else TensorProto.FLOAT, shape))
-        if t.has_proba:
-            proba = f"{_PREFIX}net/{net_outputs[position]}"
-            position += 1
-            post.nodes.append(h.make_node("Identity", [proba], [f"{t.name}_proba"],
-                                          name=f"{_PREFIX}proba_{position}"))
-            width = len(classes) if classes is not None else len(t.output_columns)
-            outputs.append(helper.make_tensor_value_info(f"{t.name}_proba", TensorProto.FLOAT,
-                                                         ["N", width]))
-    graph = helper.make_graph(
-        b.nodes + list(net.graph.node) + post.nodes, "polyhead", inputs, outputs,
-        initializer=b.inits + list(net.graph.initializer) + post.inits)
-    merged = helper.make_model(graph, opset_imports=list(net.opset_import),
+    b.n_encoder = len(b.nodes)
+    if type(model).__name__ == "MultiTaskNet":
+        decoded, parts = _net_part(model)
+    else:
+        decoded, parts = _units_part(model, features, b)
+    outputs = _decode(states, decoded, b)
+    # encoder, then the converted parts (network or units), then slots and decoding
+    inits, opsets, ir = list(b.inits), {"": OPSET}, 8
+    ordered = b.nodes[:b.n_encoder] + [n for part in parts for n in part.graph.node] + b.nodes[b.n_encoder:]
+    for part in parts:
+        inits += list(part.graph.initializer)
+        for op in part.opset_import:
+            opsets[op.domain] = max(opsets.get(op.domain, 0), op.version)
+        ir = max(ir, part.ir_version)
+    graph = helper.make_graph(ordered, "polyhead", inputs, outputs, initializer=inits)
+    merged = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()],
                                producer_name="polyhead")
-    merged.ir_version = net.ir_version
+    merged.ir_version = ir
     from ..persistence import _json_default, _json_safe
 
     helper.set_model_props(merged, {METADATA_KEY: json.dumps(_json_safe(_metadata(model)),
                                                              default=_json_default)})
     onnx.checker.check_model(merged)
     return merged
+
+
+def _net_part(model: Any) -> tuple[dict[str, tuple[str, str | None]], list[Any]]:
+    from onnx import compose
+
+    names: list[str] = []
+    for t in model.task_states_:
+        names.append(f"out{len(names)}")
+        if t.has_proba:
+            names.append(f"out{len(names)}")
+    net = compose.add_prefix(_network_graph(model, names), prefix=f"{_PREFIX}net/")
+    decoded, position = {}, 0
+    for t in model.task_states_:
+        value = f"{_PREFIX}net/{names[position]}"
+        position += 1
+        proba = None
+        if t.has_proba:
+            proba = f"{_PREFIX}net/{names[position]}"
+            position += 1
+        decoded[t.name] = (value, proba)
+    return decoded, [net]
+
+
+def _units_part(model: Any, features: str, b: _Builder) -> tuple[dict[str, tuple[str, str | None]], list[Any]]:
+    """The tree or linear family: each fitted unit through skl2onnx, its outputs cut into
+    slots (class probabilities aligned to every class), then each kind's decoding."""
+    from onnx import TensorProto, compose
+
+    from ..models.sklearn_base import ConstantUnit
+
+    by_key = {s[0]: s for s in model.slots_}
+    slots: dict[str, str] = {}
+    parts = []
+    width = model.features_.n_outputs_
+    zero = b.op("Mul", [b.op("Slice", [features, b.const(np.array([0])), b.const(np.array([1])),
+                                       b.const(np.array([1]))]), b.const(np.float32(0.0))])  # [N, 1]
+    for i, (keys, unit) in enumerate(model.units_):
+        info = [by_key[k] for k in keys]
+        if isinstance(unit, ConstantUnit):
+            row = np.zeros((1, unit.n_classes), dtype=np.float32)
+            row[0, unit.code] = 1.0
+            slots[keys[0]] = b.op("Add", [zero, b.const(row)])
+            continue
+        graph = compose.add_prefix(_convert_unit(unit, width), prefix=f"{_PREFIX}unit{i}/")
+        parts.append(graph)
+        b.nodes.insert(b.n_encoder, _identity(features, graph.graph.input[0].name))
+        b.n_encoder += 1
+        out = {o.name.split("/")[-1]: o.name for o in graph.graph.output}
+        if info[0][2] != "classification":
+            values = out["variable"]
+            for j, key in enumerate(keys):
+                column = b.op("Gather", [values, b.const(np.int64(j))], axis=1)
+                slots[key] = column
+            continue
+        probabilities = out["probabilities"]
+        classes = unit.classes_ if isinstance(unit.classes_, list) else [unit.classes_]
+        for j, (key, cls) in enumerate(zip(keys, classes, strict=True)):
+            p = probabilities if len(keys) == 1 else b.op("Gather", [probabilities, b.const(np.int64(j))], axis=0)
+            p = b.op("Slice", [p, b.const(np.array([0])), b.const(np.array([len(cls)])), b.const(np.array([1]))])
+            align = np.zeros((len(cls), by_key[key][3]), dtype=np.float32)
+            align[np.arange(len(cls)), np.asarray(cls, dtype=int)] = 1.0
+            slots[key] = b.op("MatMul", [b.op("Cast", [p], to=TensorProto.FLOAT), b.const(align)])
+    decoded = {t.name: t.onnx_from_slots(b, slots) for t in model.task_states_}
+    return decoded, parts
+
+
+def _identity(source: str, target: str) -> Any:
+    from onnx import helper
+
+    return helper.make_node("Identity", [source], [target], name=f"{target}/feed")
+
+
+def _convert_unit(unit: Any, width: int) -> Any:
+    try:
+        from skl2onnx import to_onnx as skl_to_onnx
+        from skl2onnx.common.data_types import FloatTensorType
+    except ImportError:
+        raise ImportError("exporting a tree or linear model needs skl2onnx: "
+                          "pip install 'polyhead[onnx]'") from None
+    options = {id(unit): {"zipmap": False}} if hasattr(unit, "predict_proba") else None
+    try:
+        return skl_to_onnx(unit, initial_types=[("X", FloatTensorType([None, width]))],
+                           options=options, target_opset={"": OPSET, "ai.onnx.ml": 3})
+    except Exception as exc:  # skl2onnx's own message, in one line
+        raise PolyheadError(f"ONNX export is not supported for {type(unit).__name__} "
+                            f"(skl2onnx: {' '.join(str(exc).split())[:200]})") from None
+
+
+def _decode(states: list[Any], decoded: dict[str, tuple[str, str | None]], b: _Builder) -> list[Any]:
+    """Graph outputs: labels through Gather for class kinds, values as they are, and
+    probabilities, each under its task's name."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    outputs = []
+    for t in states:
+        value, proba = decoded[t.name]
+        classes = t.classes
+        if classes is not None:
+            array = classes.astype(np.int64) if classes.dtype.kind in "iu" else (
+                classes if classes.dtype.kind in "bf" else classes.astype(object))
+            labels = b.const(array, "classes")
+            if array.dtype.kind in "iu":
+                b.inits[-1] = numpy_helper.from_array(array, labels)
+            b.nodes.append(helper.make_node("Gather", [labels, value], [t.name], axis=0,
+                                            name=f"{_PREFIX}labels/{t.name}"))
+            kind = {"b": TensorProto.BOOL, "i": TensorProto.INT64,
+                    "f": TensorProto.DOUBLE}.get(array.dtype.kind, TensorProto.STRING)
+            outputs.append(helper.make_tensor_value_info(t.name, kind, ["N"]))
+        else:
+            b.nodes.append(helper.make_node("Identity", [value], [t.name], name=f"{_PREFIX}value/{t.name}"))
+            multilabel = t.has_proba
+            shape: list[str | int | None] = (["N"] if len(t.output_columns) == 1 and not multilabel
+                                             else ["N", len(t.output_columns)])
+            outputs.append(helper.make_tensor_value_info(
+                t.name, TensorProto.INT64 if multilabel else TensorProto.FLOAT, shape))
+        if proba is not None:
+            b.nodes.append(helper.make_node("Identity", [proba], [f"{t.name}_proba"],
+                                            name=f"{_PREFIX}proba/{t.name}"))
+            width = len(classes) if classes is not None else len(t.output_columns)
+            outputs.append(helper.make_tensor_value_info(f"{t.name}_proba", TensorProto.FLOAT,
+                                                         ["N", width]))
+    return outputs
 
 
 def _metadata(model: Any) -> dict[str, Any]:

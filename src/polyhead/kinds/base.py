@@ -32,7 +32,7 @@ import numpy as np
 import pandas as pd
 
 from .._convert import FLOAT32_MAX, as_float, plain, row_label
-from ..exceptions import TaskError
+from ..exceptions import PolyheadError, TaskError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -208,6 +208,15 @@ class Kind:
         for class kinds, the class position) and the probabilities (None for numeric kinds),
         as :meth:`predict` and :meth:`proba_array` give them."""
         return outputs, None
+
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        """In an ONNX graph of the tree and linear families (:mod:`polyhead.io.onnx`): from
+        this task's slot tensors (``[N]`` values, ``[N, n_classes]`` probabilities), the
+        prediction (values, or class positions) and the probabilities, as :meth:`from_slots`
+        then :meth:`export_decode` give them. ``g`` adds nodes (``g.op``) and constants
+        (``g.const``)."""
+        raise PolyheadError(f"ONNX export of the tree and linear families is not supported for "
+                            f"{self.kind} tasks (task {self.name!r}); MultiTaskNet exports them")
 
     def stack_key(self) -> Any:
         """Tasks with the same (non-None) key may be trained as one block: their one-column

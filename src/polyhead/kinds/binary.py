@@ -114,5 +114,11 @@ class Binary(ClassKind):
     def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(results[self.name])[:, 1]
 
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        p = g.op("Gather", [slots[self.name], g.const(np.array([1], dtype=np.int64))], axis=1)
+        proba = g.op("Concat", [g.op("Sub", [g.const(np.float32(1.0)), p]), p], axis=1)
+        index = g.op("Cast", [g.op("GreaterOrEqual", [p, g.const(np.float32(0.5))])], to=7)
+        return g.op("Squeeze", [index, g.const(np.array([1], dtype=np.int64))]), proba
+
     def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {f"chain:{self.name}": np.asarray(outputs, dtype=float)}

@@ -150,6 +150,9 @@ class Count(Kind):
     def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.maximum(np.asarray(results[self.name], dtype=float), 0.0)
 
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        return g.op("Max", [slots[self.name], g.const(np.float32(0.0))]), None
+
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
         return scatter_figure(self.values(y), outputs, title)
 

@@ -7,7 +7,7 @@ Metrics: accuracy, macro-F1, log loss.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -80,3 +80,7 @@ class Multiclass(ClassKind):
 
     def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(results[self.name])
+
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        proba = slots[self.name]
+        return g.op("ArgMax", [proba], axis=1, keepdims=0), proba

@@ -172,6 +172,12 @@ class Multilabel(Kind):
         return np.column_stack([np.asarray(results[f"{self.name}[{j}]"])[:, 1]
                                 for j in range(self.head_width)])
 
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        one = g.const(np.array([1], dtype=np.int64))
+        proba = g.op("Concat", [g.op("Gather", [slots[f"{self.name}[{j}]"], one], axis=1)
+                                for j in range(self.head_width)], axis=1)
+        return g.op("Cast", [g.op("GreaterOrEqual", [proba, g.const(np.float32(0.5))])], to=7), proba
+
     def chain_features(self, outputs: np.ndarray) -> dict[str, np.ndarray]:
         return {f"chain:{self.name}={label}": outputs[:, j] for j, label in enumerate(self.labels)}
 

@@ -146,6 +146,10 @@ class Regression(Scaled):
     def from_slots(self, results: Mapping[str, np.ndarray]) -> np.ndarray:
         return np.asarray(results[self.name], dtype=float) * self.scale + self.mean
 
+    def onnx_from_slots(self, g: Any, slots: Mapping[str, str]) -> tuple[str, str | None]:
+        scaled = g.op("Mul", [slots[self.name], g.const(np.float32(self.scale))])
+        return g.op("Add", [scaled, g.const(np.float32(self.mean))]), None
+
     def figure(self, y: pd.DataFrame, outputs: np.ndarray, title: str) -> Any:
         return scatter_figure(self.values(y), outputs, title)
 

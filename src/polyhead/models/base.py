@@ -357,6 +357,15 @@ class MultiTaskMixin:
         return yf
 
     # -- persistence -----------------------------------------------------------------------------
+    def to_onnx(self, path: Any, *, overwrite: bool = False) -> Any:
+        """Write the fitted model, feature encoder and decoding included, as one ONNX file
+        that onnxruntime runs without torch (MultiTaskNet, MultiTaskForest, MultiTaskLinear;
+        see :mod:`polyhead.io.onnx` for its inputs and outputs; others refuse in one line).
+        Needs ``pip install 'polyhead[onnx]'``; returns the path."""
+        from ..io.onnx import to_onnx
+
+        return to_onnx(self, path, overwrite=overwrite)
+
     def save(self, path: str | os.PathLike[str], *, overwrite: bool = False) -> None:
         """Write the fitted model to a directory (JSON manifest + safetensors; no pickle).
 

@@ -774,14 +774,6 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         # averaging probabilities (not logits) keeps each member's calibration
         return {name: members.mean(axis=0) for name, members in self._member_outputs(X).items()}
 
-    def to_onnx(self, path: Any, *, overwrite: bool = False) -> Any:
-        """Write the fitted model, feature encoder and decoding included, as one ONNX file
-        that onnxruntime runs without torch (see :mod:`polyhead.io.onnx` for its inputs and
-        outputs). Needs ``pip install 'polyhead[onnx]'``; returns the path."""
-        from ..io.onnx import to_onnx
-
-        return to_onnx(self, path, overwrite=overwrite)
-
     def predict(self, X: Any, return_std: bool = False, *, expected: bool = False) -> Any:
         """Predictions per task (see :meth:`MultiTaskMixin.predict`).
 

@@ -228,3 +228,24 @@ def test_an_ensemble_spread_normalises_by_default():
     assert width.std() > 0                                 # a width per row: normalised
     plain = Conformal(polyhead.MultiTaskGBM(n_estimators=20), alpha=0.1, random_state=0).fit(X, y)
     assert plain.predict_intervals(X.head(20))["t"].eval("upper - lower").std() < 1e-9
+
+
+def test_a_multilabel_task_has_a_set_per_label_and_the_joint_row_needs_them_all():
+    """Per-task coverage of a multilabel task is per label (each label's set holds its value
+    1 - alpha of the time); the joint row counts rows with every label covered."""
+    from polyhead import MultiTaskLinear
+
+    rng = np.random.default_rng(1)
+    n = 12000
+    X = pd.DataFrame(rng.normal(size=(n, 3)), columns=["a", "b", "c"])
+    y = pd.DataFrame({f"l{j}": (X.iloc[:, j % 3] + rng.normal(scale=1.5, size=n) > 0).astype(int)
+                      for j in range(6)})
+    task = [Task("tags", kind="multilabel", columns=list(y.columns))]
+    half = n // 2
+    apart = Conformal(MultiTaskLinear(), tasks=task, alpha=0.2, random_state=0).fit(X[:half], y[:half])
+    table = apart.evaluate_intervals(X[half:], y[half:])
+    assert 0.76 <= table.loc["tags", "coverage"] <= 0.86
+    assert table.loc["joint", "coverage"] < 0.6                       # six sets at 80% each
+    joint = Conformal(MultiTaskLinear(), tasks=task, alpha=0.2, joint=True,
+                      random_state=0).fit(X[:half], y[:half])
+    assert joint.evaluate_intervals(X[half:], y[half:]).loc["joint", "coverage"] >= 0.77

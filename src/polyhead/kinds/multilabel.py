@@ -202,13 +202,18 @@ class Multilabel(Kind):
         return pd.DataFrame(columns, index=index)
 
     def region_stats(self, y: pd.DataFrame, region: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        """Per row, every observed label covered at once, and the mean set size over labels."""
+        """Per row, the share of its observed labels whose set holds the label (a set per
+        label: its mean is the per-label coverage; 1 when every label is covered, which the
+        joint row counts), and the mean set size over labels."""
         truth = self.values(y)
         ones = np.column_stack([region[f"{label}:1"].to_numpy(bool) for label in self.labels])
         zeros = np.column_stack([region[f"{label}:0"].to_numpy(bool) for label in self.labels])
-        hit = np.where(truth > 0.5, ones, zeros) | np.isnan(truth)
-        observed = (~np.isnan(truth)).any(axis=1)
-        return np.where(observed, hit.all(axis=1), np.nan), (ones.astype(float) + zeros).mean(axis=1)
+        observed = ~np.isnan(truth)
+        hit = np.where(truth > 0.5, ones, zeros) & observed
+        counts = observed.sum(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            share = np.where(counts > 0, hit.sum(axis=1) / counts, np.nan)
+        return share, (ones.astype(float) + zeros).mean(axis=1)
 
     def reliability(self, y: pd.DataFrame, outputs: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
         """Every observed label's probability of 1, and whether it was 1."""

@@ -668,7 +668,7 @@ def export(
     fmt: str = typer.Option("onnx", "--format", help="Export format: onnx"),
     force: bool = typer.Option(False, "--force", help="Replace an existing file"),
 ) -> None:
-    """Export a network model as one ONNX graph (encoder, network, decoding) for onnxruntime."""
+    """Export a model (net, forest or linear) as one ONNX graph, encoder and decoding included."""
     from .io import check_output
     from .persistence import load
 

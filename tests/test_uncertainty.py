@@ -249,3 +249,16 @@ def test_a_multilabel_task_has_a_set_per_label_and_the_joint_row_needs_them_all(
     joint = Conformal(MultiTaskLinear(), tasks=task, alpha=0.2, joint=True,
                       random_state=0).fit(X[:half], y[:half])
     assert joint.evaluate_intervals(X[half:], y[half:]).loc["joint", "coverage"] >= 0.77
+
+
+def test_a_calibrated_model_keeps_temperature_one_on_few_rows():
+    """Well-specified logistic probabilities, 100 calibration rows: a temperature fitted on so
+    few rows is noise (seed 3 gave T = 0.84 before the out-of-sample check), so T stays 1."""
+    from polyhead import Calibrated, MultiTaskLinear
+
+    for seed in range(5):
+        rng = np.random.default_rng(seed)
+        X = pd.DataFrame({"a": rng.normal(size=500)})
+        y = pd.DataFrame({"flag": (rng.random(500) < 1 / (1 + np.exp(-2 * X.a))).astype(int)})
+        model = Calibrated(MultiTaskLinear(), tasks={"flag": "binary"}, random_state=seed).fit(X, y)
+        assert model.temperatures_["flag"] == [1.0]

@@ -35,10 +35,8 @@ def _log_loss(state: Any, y: pd.DataFrame, outputs: np.ndarray, label: int | Non
     return float(-(t * np.log(p) + (1 - t) * np.log(1 - p)).mean())
 
 
-def fit_temperature(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[float]:
-    """The temperature(s) minimising the task's held-out log loss (one per multilabel label),
-    kept only when they also lower the held-out expected calibration error (a model that is
-    already calibrated keeps T = 1: a noisy T fitted on few rows would only add error)."""
+def _fit_temperatures(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[float]:
+    """The temperature(s) minimising the task's log loss on these rows."""
     from scipy.optimize import minimize_scalar
 
     n = state.n_temperatures()
@@ -57,10 +55,37 @@ def fit_temperature(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[fl
             temps[j] = float(np.exp(result.x)) if np.isfinite(result.fun) else 1.0
         except (ValueError, FloatingPointError):  # no labels for it: leave it alone
             temps[j] = 1.0
-    if temps != [1.0] * n:
-        tempered = state.temper(outputs, np.asarray(temps if n > 1 else temps[0]))
-        if state.metrics(y, tempered)["ece"] > state.metrics(y, outputs)["ece"]:
-            return [1.0] * n
+    return temps
+
+
+def fit_temperature(state: Any, y: pd.DataFrame, outputs: np.ndarray) -> list[float]:
+    """The temperature(s) minimising the task's held-out log loss (one per multilabel label),
+    kept only when they are confirmed out of sample: fitted on each half of the held-out rows,
+    they must lower the log loss of the other half, and on all of them the expected
+    calibration error. Otherwise T = 1 (an already calibrated model, or a T that few rows
+    cannot pin down, would only add error)."""
+    n = state.n_temperatures()
+    ones = [1.0] * n
+    temps = _fit_temperatures(state, y, outputs)
+    if temps == ones:
+        return temps
+
+    def as_array(t: list[float]) -> np.ndarray:
+        return np.asarray(t if n > 1 else t[0])
+
+    halves = np.array_split(np.random.default_rng(0).permutation(len(y)), 2)
+    for fit_rows, check_rows in (halves, halves[::-1]):
+        half = _fit_temperatures(state, y.iloc[fit_rows], outputs[fit_rows])
+        check_y, check_out = y.iloc[check_rows], outputs[check_rows]
+        try:
+            before = state.metrics(check_y, check_out)["log_loss"]
+            after = state.metrics(check_y, state.temper(check_out, as_array(half)))["log_loss"]
+        except (ValueError, KeyError):  # a half without labels of some class: no evidence
+            return ones
+        if not after < before:
+            return ones
+    if state.metrics(y, state.temper(outputs, as_array(temps)))["ece"] > state.metrics(y, outputs)["ece"]:
+        return ones
     return temps
 
 

@@ -181,35 +181,6 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         regions = model.predict_intervals(frame) if intervals else None
         return out, probabilities, regions
 
-    async def fast_predict(body: Any, proba: bool, intervals: bool) -> Any:
-        if body.rows is not None:
-            columns = {n: [getattr(r, f) for r in body.rows] for f, n in fields.items()}
-        else:
-            columns = {n: list(getattr(body.columns, f)) for f, n in fields.items()}
-        limit = float(np.finfo(np.float32).max)
-        for n in fields.values():
-            if types[n] == float | None:
-                bad = [i for i, v in enumerate(columns[n]) if v is not None and not abs(v) <= limit]
-                if bad:
-                    loc = (["body", "rows", bad[0], n] if body.rows is not None
-                           else ["body", "columns", n, bad[0]])
-                    return invalid([{"loc": loc, "type": "finite_number", "msg": (
-                        f"value {columns[n][bad[0]]:g} is not allowed: features must be finite "
-                        f"and below {limit:.3g} in size (null means missing)")}])
-        if intervals:
-            return invalid([{"loc": ["query", "intervals"], "type": "value_error",
-                             "msg": "this model has no conformal intervals (fit it with Conformal)"}])
-        try:
-            rows, probabilities = await run_in_threadpool(model.predict_columns, columns, proba)
-        except Exception as exc:
-            logger.exception("prediction failed")
-            return JSONResponse(status_code=500, content={
-                "detail": f"internal error: {type(exc).__name__}", "message": "internal error"})
-        response: dict[str, Any] = {"predictions": rows}
-        if probabilities is not None and _has_proba(model):
-            response["probabilities"] = probabilities
-        return JSONResponse(response)
-
     @app.post("/predict", openapi_extra={"requestBody": {"required": True, "content": {
         "application/json": {"schema": {"$ref": "#/components/schemas/PredictRequest"}}}}})
     async def predict(request: Request,
@@ -233,29 +204,34 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
         except ValidationError as exc:
             return invalid([{"loc": ["body", *e.get("loc", ())], "msg": e.get("msg", ""),
                              "type": e.get("type", "")} for e in exc.errors()])
-        if hasattr(model, "predict_columns"):  # onnxruntime: lists in, rows out, no pandas
-            return await fast_predict(body, proba, intervals)
         if body.rows is not None:
-            frame = pd.DataFrame([r.model_dump(by_alias=True) for r in body.rows],  # type: ignore[attr-defined]
-                                 columns=names)
+            columns = {n: [getattr(r, f) for r in body.rows] for f, n in fields.items()}
         else:
-            frame = pd.DataFrame({n: getattr(body.columns, f) for f, n in fields.items()},
-                                 columns=names)
-        request.state.rows = len(frame)
-        bad = _non_finite(frame, types)
+            columns = {n: list(getattr(body.columns, f)) for f, n in fields.items()}
+        n_rows = len(next(iter(columns.values())))
+        request.state.rows = n_rows
+        bad = _non_finite(columns, types)
         if bad is not None:
             row, name, value = bad
             loc = ["body", "rows", row, name] if body.rows is not None else ["body", "columns", name, row]
             msg = (f"value {value:g} is not allowed: features must be finite and below "
                    f"{np.finfo(np.float32).max:.3g} in size (null means missing)")
             return invalid([{"loc": loc, "msg": msg, "type": "finite_number"}])
-        for n in names:  # null categorical -> missing; pandas wants object columns for that
-            if types[n] != float | None:
-                frame[n] = frame[n].astype(object)
         if intervals and not hasattr(model, "predict_intervals"):
             return invalid([{"loc": ["query", "intervals"], "type": "value_error",
                              "msg": "this model has no conformal intervals (fit it with Conformal)"}])
         try:
+            if hasattr(model, "predict_columns"):  # onnxruntime: lists in, rows out, no pandas
+                records, probability_rows = await run_in_threadpool(
+                    model.predict_columns, columns, proba and _has_proba(model))
+                fast: dict[str, Any] = {"predictions": records}
+                if probability_rows is not None:
+                    fast["probabilities"] = probability_rows
+                return JSONResponse(fast)
+            frame = pd.DataFrame(columns, columns=names)
+            for n in names:  # null categorical -> missing; pandas wants object columns for that
+                if types[n] != float | None:
+                    frame[n] = frame[n].astype(object)
             out, probabilities, regions = await run_in_threadpool(run_model, frame, proba, intervals)
         except PolyheadError as exc:
             return JSONResponse(status_code=422, content={"detail": str(exc), "message": str(exc)})
@@ -265,14 +241,14 @@ def create_app(model_dir: str | os.PathLike[str], settings: ServeSettings | None
                 "detail": f"internal error: {type(exc).__name__}", "message": "internal error"})
         response: dict[str, Any] = {"predictions": _records(out, np)}
         if probabilities is not None:
-            per_row: list[dict[str, Any]] = [{} for _ in range(len(frame))]
+            per_row: list[dict[str, Any]] = [{} for _ in range(n_rows)]
             for task, table in _as_frames(model, probabilities).items():
                 keys = [str(c) for c in table.columns]
                 for i, values in enumerate(table.to_numpy().tolist()):
                     per_row[i][task] = dict(zip(keys, values, strict=True))
             response["probabilities"] = per_row
         if regions is not None:
-            response["intervals"] = _regions_json(regions, len(frame))
+            response["intervals"] = _regions_json(regions, n_rows)
         # Already plain JSON types: skip FastAPI's generic encoder, which walks every value
         return JSONResponse(response)
 
@@ -438,20 +414,20 @@ def _as_frames(model: Any, probabilities: Any) -> dict[str, Any]:
     return out
 
 
-def _non_finite(frame: Any, types: dict[str, Any]) -> "tuple[int, str, float] | None":
+def _non_finite(columns: dict[str, list[Any]], types: dict[str, Any]) -> "tuple[int, str, float] | None":
     """The first infinite numeric value, or one too large for float32, as (row, feature,
-    value), or None."""
+    value), or None (a None is a missing value)."""
     import numpy as np
 
     limit = float(np.finfo(np.float32).max)
-    for name in frame.columns:
+    for name, values in columns.items():
         if types[name] == float | None:
-            values = frame[name].to_numpy(dtype=float, na_value=np.nan)
+            array = np.asarray(values, dtype=float)
             with np.errstate(invalid="ignore"):
-                inf = np.abs(values) > limit
+                inf = np.abs(array) > limit
             if inf.any():
                 row = int(np.flatnonzero(inf)[0])
-                return row, name, float(values[row])
+                return row, name, float(array[row])
     return None
 
 

@@ -20,16 +20,14 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from ._optional import require
+
 FLAVOR_NAME = "polyhead"
 _DATA = "polyhead_model"
 
 
 def _mlflow() -> Any:
-    try:
-        import mlflow
-    except ImportError:
-        raise ImportError("the MLflow flavour needs mlflow: pip install 'polyhead[mlflow]'") from None
-    return mlflow
+    return require("mlflow", "mlflow", "the MLflow flavour")
 
 
 def save_model(polyhead_model: Any, path: str | os.PathLike[str], *, mlflow_model: Any = None,

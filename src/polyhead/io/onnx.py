@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from .._optional import require
 from ..exceptions import PolyheadError
 
 OPSET = 20  # string Equal (opset 19+) for categorical inputs
@@ -37,11 +38,7 @@ METADATA_KEY = "polyhead"
 
 
 def _require() -> Any:
-    try:
-        import onnx
-    except ImportError:
-        raise ImportError("ONNX export needs the onnx package: pip install 'polyhead[onnx]'") from None
-    return onnx
+    return require("onnx", "onnx", "ONNX export")
 
 
 #: the estimators that export (forest and linear through skl2onnx, unit by unit)
@@ -345,12 +342,10 @@ def _identity(source: str, target: str) -> Any:
 
 
 def _convert_unit(unit: Any, width: int) -> Any:
-    try:
-        from skl2onnx import to_onnx as skl_to_onnx
-        from skl2onnx.common.data_types import FloatTensorType
-    except ImportError:
-        raise ImportError("exporting a tree or linear model needs skl2onnx: "
-                          "pip install 'polyhead[onnx]'") from None
+    require("skl2onnx", "onnx", "exporting a tree or linear model")
+    from skl2onnx import to_onnx as skl_to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
     options = {id(unit): {"zipmap": False}} if hasattr(unit, "predict_proba") else None
     try:
         return skl_to_onnx(unit, initial_types=[("X", FloatTensorType([None, width]))],
@@ -363,7 +358,7 @@ def _convert_unit(unit: Any, width: int) -> Any:
 def _decode(states: list[Any], decoded: dict[str, tuple[str, str | None]], b: _Builder) -> list[Any]:
     """Graph outputs: labels through Gather for class kinds, values as they are, and
     probabilities, each under its task's name."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import TensorProto, helper
 
     outputs = []
     for t in states:
@@ -373,8 +368,6 @@ def _decode(states: list[Any], decoded: dict[str, tuple[str, str | None]], b: _B
             array = classes.astype(np.int64) if classes.dtype.kind in "iu" else (
                 classes if classes.dtype.kind in "bf" else classes.astype(object))
             labels = b.const(array, "classes")
-            if array.dtype.kind in "iu":
-                b.inits[-1] = numpy_helper.from_array(array, labels)
             b.nodes.append(helper.make_node("Gather", [labels, value], [t.name], axis=0,
                                             name=f"{_PREFIX}labels/{t.name}"))
             kind = {"b": TensorProto.BOOL, "i": TensorProto.INT64,

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import _params as P
+from .._optional import require
 from ..exceptions import ModelFileError
 from ..kinds import Slot
 from ..registry import register_estimator
@@ -22,13 +23,7 @@ AUTO_EARLY_STOPPING_ROWS = 10_000
 
 
 def _require(module: str, extra: str) -> Any:
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise ImportError(f"backend {extra!r} needs the {module} package: "
-                          f"pip install 'polyhead[{extra}]'") from exc
+    return require(module, extra, f"backend {extra!r}")
 
 
 class BoosterUnit:

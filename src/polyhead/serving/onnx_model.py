@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .._optional import require
 from ..exceptions import ModelFileError
 
 
@@ -24,11 +25,7 @@ class OnnxModel:
     """An exported network behind the model interface the service uses."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise ImportError("serving an ONNX model needs onnxruntime: "
-                              "pip install 'polyhead[onnx]'") from None
+        ort = require("onnxruntime", "onnx", "serving an ONNX model")
         from ..features import FeatureEncoder
         from ..parallel import available_cpus
         from ..tasks import task_from_dict

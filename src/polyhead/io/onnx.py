@@ -423,10 +423,20 @@ def feeds(X: Any, features: list[dict[str, Any]]) -> dict[str, np.ndarray]:
             raise PolyheadError(f"X is missing feature column {name!r}")
         column = X[name]
         if col["type"] == "numeric":
-            values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
-            out[name] = values.reshape(-1, 1)
-        else:
-            text = [("" if v is None or (isinstance(v, float) and v != v) or v is pd.NA else
-                     str(v)) for v in column.tolist()]
-            out[name] = np.asarray(text, dtype=object).reshape(-1, 1)
+            column = pd.to_numeric(column, errors="coerce").to_numpy(dtype=np.float32, na_value=np.nan)
+        out[name] = graph_input(col, column)
     return out
+
+
+def graph_input(col: dict[str, Any], values: Any) -> np.ndarray:
+    """One feature's values (a list, an array or a Series; None, NaN or NA for missing) as the
+    graph's ``[N, 1]`` input: float32 for a numeric column, ``str(value)`` or ``""`` for a
+    categorical one."""
+    import pandas as pd
+
+    if col["type"] == "numeric":
+        return np.asarray(values, dtype=np.float32).reshape(-1, 1)
+    items = values.tolist() if hasattr(values, "tolist") else values
+    text = ["" if v is None or v is pd.NA or (isinstance(v, float) and v != v) else str(v)
+            for v in items]
+    return np.asarray(text, dtype=object).reshape(-1, 1)

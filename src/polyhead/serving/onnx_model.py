@@ -86,14 +86,9 @@ class OnnxModel:
                         ) -> tuple[list[dict[str, Any]], list[dict[str, Any]] | None]:
         """Per row, the prediction columns (and with ``proba``, each class task's
         probabilities by class), from a column -> values mapping (None: missing)."""
-        inputs: dict[str, np.ndarray] = {}
-        for col in self._encoder.columns_:
-            values = columns[col["name"]]
-            if col["type"] == "numeric":
-                array = np.array([np.nan if v is None else v for v in values], dtype=np.float32)
-            else:
-                array = np.array(["" if v is None else str(v) for v in values], dtype=object)
-            inputs[col["name"]] = array.reshape(-1, 1)
+        from ..io.onnx import graph_input
+
+        inputs = {col["name"]: graph_input(col, columns[col["name"]]) for col in self._encoder.columns_}
         got = dict(zip(self._outputs, self.session.run(None, inputs), strict=True))
         n = len(next(iter(inputs.values())))
         rows: list[dict[str, Any]] = [{} for _ in range(n)]

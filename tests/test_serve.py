@@ -382,6 +382,7 @@ def test_an_onnx_export_is_served_without_torch(tmp_path):
         assert status == 200 and got["predictions"][0]["level"] == model.predict(X_missing)["level"].iloc[0]
         modules = subprocess.run(["cat", f"/proc/{proc.pid}/maps"], capture_output=True, text=True)
         assert "libtorch" not in modules.stdout                     # torch was never loaded
+        assert "/sklearn/" not in modules.stdout                    # nor scikit-learn (lazy NotFittedError)
     finally:
         proc.terminate()
         proc.wait(10)

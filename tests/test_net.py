@@ -276,7 +276,7 @@ def test_tasks_repr_shows_inferred_kinds(mixed):
 def test_public_api_is_pinned():
     assert sorted(polyhead.__all__) == sorted([
         "Calibrated", "Comparison", "Conformal", "ModelFileError", "MultiTaskForest", "MultiTaskGBM", "MultiTaskLinear", "MultiTaskNet",
-        "NotFittedError", "PolyheadError", "Separate", "SingleTarget", "Task", "TaskChain",
+        "NotFittedError", "ParquetSource", "PolyheadError", "Separate", "SingleTarget", "Task", "TaskChain",
         "TaskError", "__version__", "compare", "datasets", "load"])
     for name in polyhead.__all__:
         assert getattr(polyhead, name) is not None

@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from . import datasets
     from .evaluation.comparison import Comparison, compare
     from .exceptions import ModelFileError, NotFittedError, PolyheadError, TaskError
+    from .io.parquet import ParquetSource
     from .models.calibrated import Calibrated
     from .models.chain import TaskChain
     from .models.conformal import Conformal
@@ -39,6 +40,7 @@ __all__ = [
     "MultiTaskLinear",
     "MultiTaskNet",
     "NotFittedError",
+    "ParquetSource",
     "PolyheadError",
     "Separate",
     "SingleTarget",
@@ -64,6 +66,7 @@ _LAZY = {
     "compare": ("polyhead.evaluation.comparison", "compare"),
     "Comparison": ("polyhead.evaluation.comparison", "Comparison"),
     "Task": ("polyhead.tasks", "Task"),
+    "ParquetSource": ("polyhead.io.parquet", "ParquetSource"),
     "load": ("polyhead.persistence", "load"),
     "ModelFileError": ("polyhead.exceptions", "ModelFileError"),
     "NotFittedError": ("polyhead.exceptions", "NotFittedError"),

@@ -7,6 +7,7 @@ that need them, so ``polyhead --help`` is instant.
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 from typing import Any
 
@@ -263,20 +264,40 @@ def fit(
     force: bool = typer.Option(False, "--force", help="Replace an existing model directory (only a polyhead model)"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
+    stream: bool = typer.Option(False, "--stream", help=(
+        "Train out of core from Parquet (a file, a directory or a glob), with memory bounded by "
+        "a sample and a shuffle buffer: the default for Parquet input to the net")),
+    nproc: int = typer.Option(1, "--nproc", help=(
+        "Train on N processes of this machine with torch.distributed (streams the input; under "
+        "torchrun the process group comes from torchrun instead)")),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary instead of tables"),
 ) -> None:
     """Fit a multi-task model on a file and save it to a directory."""
     import time
 
+    from . import distributed
     from .frames import check_flat_values
     from .io import check_output
     from .tasks import describe_tasks, fit_tasks, resolve_tasks
 
-    check_output(output, kind="model", force=force, inputs=[data])
+    if distributed.planned_rank() == 0:
+        check_output(output, kind="model", force=force, inputs=[data])
     if not 0 <= valid_fraction < 1:
         raise UsageError(f"--valid-fraction {valid_fraction} must be in [0, 1)")
     cls = _model_class(model)
     params = _parse_params(param, cls)
+    torchrun = distributed.active() or (distributed.launched_by_torchrun()
+                                        and int(os.environ["WORLD_SIZE"]) > 1)
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc} must be at least 1")
+    if stream or nproc > 1 or torchrun or (_is_parquet(data) and model == "net" and conformal is None):
+        if model != "net" or conformal is not None:
+            raise UsageError("--stream, --nproc and torchrun train the net family only (without "
+                             "--conformal); the forest, gbm and linear families read the file into "
+                             "memory: drop --stream/--nproc")
+        _fit_stream(data, output, target, given, otherwise, target_prefix, features, drop, params,
+                    valid_fraction, seed, force, nproc, json_out)
+        return
     frame = _read(data, sep=sep, encoding=encoding)
     tasks = _targets(frame, target, target_prefix, data, given, otherwise)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
@@ -330,6 +351,80 @@ def fit(
         return
     _print_table(table, f"Metrics on the {label}")
     console.print(f"saved to {output} ({seconds:.1f} s)", markup=False)
+
+
+def _is_parquet(data: str) -> bool:
+    from pathlib import Path
+
+    path = Path(data)
+    return path.is_dir() or any(c in data for c in "*?[") or path.name.lower().endswith((".parquet", ".pq"))
+
+
+def _fit_stream(data: str, output: str, target: list[str], given: list[str], otherwise: list[str],
+                prefix: str | None, features: list[str], drop: list[str], params: dict[str, Any],
+                valid_fraction: float, seed: int, force: bool, nproc: int, json_out: bool) -> None:
+    """``fit`` from a Parquet source, on this process, on ``nproc`` or under torchrun."""
+    import time
+
+    from . import distributed
+    from .io.parquet import ParquetSource
+    from .models.net import MultiTaskNet
+    from .tasks import describe_tasks
+
+    if not _is_parquet(data):
+        raise UsageError(f"{data}: streaming reads Parquet (a .parquet file, a directory of them "
+                         "or a glob); convert the file, or drop --stream/--nproc")
+    source = ParquetSource(data)
+    head = next(source.batches(source.pieces[0], source.columns))
+    tasks = _targets(head, target, prefix, data, given, otherwise)
+    target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
+    chosen = _choose_features(head, tasks, features, drop, data)
+    estimator = MultiTaskNet(tasks=tasks, **{"random_state": seed, **params})
+    estimator.set_params(validation_fraction=valid_fraction)
+    start = time.perf_counter()
+    args = (estimator, data, target_cols, chosen, output, force)
+    if nproc > 1:
+        distributed.launch(nproc, _stream_worker, *args)
+        from .persistence import load
+
+        fitted = load(output)
+    else:
+        with distributed.process_group(str(estimator.device)):
+            fitted = _stream_worker(*args)
+            if distributed.rank() != 0:
+                return
+    seconds = time.perf_counter() - start
+    best = next((r for r in fitted.history_ if r["epoch"] == fitted.best_epoch_), fitted.history_[-1])
+    losses = best["valid"] or best["train"]
+    label = "validation" if best["valid"] else "training"
+    if json_out:
+        _print_json({"model_dir": str(output), "fit_seconds": seconds, "epochs": fitted.n_iter_,
+                     "rows": int(source.num_rows), "world_size": fitted.world_size_, "streamed": True,
+                     "tasks": [t.task.to_dict() for t in fitted.task_states_],
+                     "best_epoch": fitted.best_epoch_, f"{label}_losses": losses})
+        return
+    import pandas as pd
+
+    _print_table(describe_tasks(fitted.task_states_),
+                 f"Tasks ({source.num_rows} rows streamed, {len(chosen)} features, "
+                 f"{fitted.world_size_} process{'es' if fitted.world_size_ > 1 else ''})")
+    _print_table(pd.DataFrame({"loss": losses}).rename_axis("task"),
+                 f"{label.capitalize()} losses (epoch {fitted.best_epoch_} of {fitted.n_iter_})",
+                 floatfmt="{:.4f}")
+    _console().print(f"saved to {output} ({seconds:.1f} s)", markup=False)
+
+
+def _stream_worker(estimator: Any, data: str, targets: list[str], features: list[str],
+                   output: str, force: bool) -> Any:
+    """One process of a streaming fit: fit, and on rank 0, save (atomically)."""
+    from . import distributed
+    from .io.parquet import ParquetSource
+
+    estimator.fit(ParquetSource(data, targets=targets, features=features))
+    if distributed.rank() == 0:
+        estimator.save(output, overwrite=force)
+    distributed.barrier()  # no rank reports success before the model is in place
+    return estimator
 
 
 def _fit_with_progress(estimator: Any, X: Any, y: Any, *, show: bool) -> None:
@@ -506,7 +601,9 @@ def info(
     if history:
         console.print(f"[bold]Training[/]: {training.get('n_iter')} epochs, best epoch "
                       f"{training.get('best_epoch')}, best validation loss "
-                      f"{training.get('best_valid_loss')}", markup=True)
+                      f"{training.get('best_valid_loss')}"
+                      + (f", streamed on {training.get('world_size', 1)} process(es)"
+                         if training.get("streamed") else ""), markup=True)
 
 
 def _manifest_tasks(manifest: dict[str, Any]) -> list[Any]:
@@ -789,8 +886,9 @@ def main(argv: list[str] | None = None) -> None:
         # imported here: the exception module pulls in scikit-learn, which --help must not
         from .exceptions import PolyheadError
 
-        if isinstance(exc, (UsageError, PolyheadError, FileNotFoundError, FileExistsError)):
-            _error_line(f"error: {exc}")
+        if isinstance(exc, (UsageError, PolyheadError, FileNotFoundError, FileExistsError)) or (
+                isinstance(exc, ImportError) and "pip install" in str(exc)):
+            _error_line(f"error: {exc}")  # a missing optional package is the user's to install
             sys.exit(2)
         _error_line(f"internal error: {type(exc).__name__}: {exc} "
                     "(run again with --debug for the traceback)")

@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -100,6 +101,19 @@ def _rank_gauss(values: np.ndarray, knots: np.ndarray) -> np.ndarray:
     return ndtri(u)
 
 
+@dataclass
+class ColumnStats:
+    """What a streaming fit learnt about one column from every row (:mod:`polyhead.streaming`):
+    its count of present values, mean and standard deviation (numeric), category counts
+    (categorical), and whether any value was missing."""
+
+    count: int = 0
+    mean: float = 0.0
+    std: float = 1.0
+    counts: pd.Series | None = None
+    missing: bool = False
+
+
 class FeatureEncoder:
     """Fitted encoding of a feature table into a float32 matrix.
 
@@ -138,7 +152,11 @@ class FeatureEncoder:
         self._lookups: dict[str, dict[Any, int]] = {}
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, X: pd.DataFrame) -> FeatureEncoder:
+    def fit(self, X: pd.DataFrame, stats: Mapping[str, ColumnStats] | None = None) -> FeatureEncoder:
+        """Learn the encoding from ``X``; with ``stats`` (a streaming fit's statistics of every
+        row, :mod:`polyhead.streaming`), ``X`` is a sample of the rows: category vocabularies,
+        missing flags and the "standard" transform's mean and deviation come from ``stats``,
+        quantiles and robust scales from the sample."""
         if self.numeric not in NUMERIC:
             raise PolyheadError(f"numeric={self.numeric!r}; expected one of {', '.join(NUMERIC)}")
         if X.shape[1] == 0:
@@ -148,13 +166,14 @@ class FeatureEncoder:
         for name in X.columns:
             column = X[name]
             _check_supported(name, column)
+            whole = None if stats is None else stats.get(name)
             if is_categorical(column):
-                self.columns_.append(self._fit_categorical(name, column))
+                self.columns_.append(self._fit_categorical(name, column, whole))
             else:
-                self.columns_.append(self._fit_numeric(name, column))
+                self.columns_.append(self._fit_numeric(name, column, whole))
         return self
 
-    def _fit_numeric(self, name: str, column: pd.Series) -> dict[str, Any]:
+    def _fit_numeric(self, name: str, column: pd.Series, whole: ColumnStats | None = None) -> dict[str, Any]:
         values = self._numeric(name, column)
         observed = values[~np.isnan(values)]
         if looks_like_identifier(column):
@@ -163,7 +182,9 @@ class FeatureEncoder:
         transform = self.numeric
         if transform == "clipped" and len(np.unique(observed[:100_000])) <= FEW_VALUES:
             transform = "standard"  # a flag or a small code: its rare values are not outliers
-        if len(observed) and transform == "standard":
+        if whole is not None and whole.count and transform == "standard":
+            center, scale = whole.mean, whole.std
+        elif len(observed) and transform == "standard":
             center, scale = float(observed.mean()), float(observed.std())
         elif len(observed) and transform == "clipped":
             center, scale = float(observed.mean()), float(observed.std())
@@ -182,7 +203,7 @@ class FeatureEncoder:
         fill = float(observed.mean()) if len(observed) and self.numeric == "none" else center
         col = {"name": name, "type": "numeric", "transform": transform, "center": center,
                "scale": scale if scale > 0 else 1.0, "fill": fill,
-               "indicator": bool(np.isnan(values).any())}
+               "indicator": bool(np.isnan(values).any()) or bool(whole is not None and whole.missing)}
         if self.numeric == "quantile":
             levels = np.linspace(0, 1, min(QUANTILES, max(len(observed), 2)))
             knots = np.quantile(observed, levels) if len(observed) else np.zeros(2)
@@ -190,10 +211,10 @@ class FeatureEncoder:
             col["center"], col["scale"] = float(np.median(observed)) if len(observed) else 0.0, 1.0
         return col
 
-    def _fit_categorical(self, name: str, column: pd.Series) -> dict[str, Any]:
+    def _fit_categorical(self, name: str, column: pd.Series, whole: ColumnStats | None = None) -> dict[str, Any]:
         observed = column.dropna()
-        counts = observed.value_counts(sort=False)
-        if isinstance(column.dtype, pd.CategoricalDtype):
+        counts = observed.value_counts(sort=False) if whole is None or whole.counts is None else whole.counts
+        if isinstance(column.dtype, pd.CategoricalDtype) and (whole is None or whole.counts is None):
             cats = [c for c in column.dtype.categories.tolist() if counts.get(c, 0) > 0]
         else:
             cats = counts.index.tolist()
@@ -216,7 +237,8 @@ class FeatureEncoder:
             order = np.argsort(-freq, kind="stable")[: self.max_categories]
             kept = [cats[i] for i in sorted(order)]
         return {"name": name, "type": "categorical", "categories": kept,
-                "other": len(kept) < len(cats), "missing_slot": bool(column.isna().any()),
+                "other": len(kept) < len(cats),
+                "missing_slot": bool(column.isna().any()) or bool(whole is not None and whole.missing),
                 "encoding": "code" if codes else "onehot"}
 
     # -- layout ------------------------------------------------------------------------------

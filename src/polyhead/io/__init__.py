@@ -1,5 +1,6 @@
 """Reading and writing tables (CSV, Parquet, JSON Lines) and checking output paths."""
 
+from .parquet import ParquetSource
 from .paths import OutputPathError, atomic_file, check_output, finalize_mode
 from .tables import (
     TableWriter,
@@ -12,6 +13,7 @@ from .tables import (
 
 __all__ = [
     "OutputPathError",
+    "ParquetSource",
     "TableWriter",
     "atomic_file",
     "check_output",
@@ -22,3 +24,4 @@ __all__ = [
     "read_table",
     "write_table",
 ]
+

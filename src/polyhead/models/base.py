@@ -71,6 +71,10 @@ class MultiTaskMixin:
     def _check_X(self, X: Any, *, fit: bool) -> pd.DataFrame:
         """X as a DataFrame with string column names, checked against what fit saw."""
         name = type(self).__name__
+        if type(X).__name__ == "ParquetSource":
+            raise PolyheadError(f"{name} cannot train from a stream; only MultiTaskNet can. Read "
+                                "it into memory (frame = source.read(); fit(frame[features], "
+                                "frame[targets])) or use MultiTaskNet")
         if _is_sparse(X):
             raise TypeError(f"{name} does not accept sparse input; pass a dense array "
                             "(X.toarray()) or a DataFrame")
@@ -404,13 +408,15 @@ def check_no_leak(X: pd.DataFrame, y: pd.DataFrame, tasks: list[Task]) -> None:
 
 
 def training_weights(states: list[Kind], y: pd.DataFrame,
-                     per_column: dict[str, np.ndarray] | None = None) -> dict[str, np.ndarray | None]:
+                     per_column: dict[str, np.ndarray] | None = None, *,
+                     require_labels: bool = True) -> dict[str, np.ndarray | None]:
     """Per task: None when every label is present and weights are equal, else float weights
     shaped like the task's mask (``(n,)``, or ``(n, k)`` for multilabel tasks): 0 where the
     label is missing or the task's condition does not hold, the sample weight elsewhere.
 
     ``per_column``: sample weights per target column (:func:`_sample_weights`), or None.
-    A task needs a positive weight on some labelled row.
+    A task needs a positive weight on some labelled row (unless ``require_labels=False``: a
+    batch of a streamed table may hold none of a sparse task's labels).
     """
     n = len(y)
     masks = conditions.masks(states, y)
@@ -431,7 +437,7 @@ def training_weights(states: list[Kind], y: pd.DataFrame,
             out[t.name] = None
             continue
         full = observed.astype(np.float64) if weight is None else np.where(observed, weight, 0.0)
-        if not (full > 0).any():
+        if require_labels and not (full > 0).any():
             why = "its condition never holds on a labelled row" if t.name in masks else \
                 "the sample weights of its labelled rows are all zero"
             raise PolyheadError(f"task {t.name!r} has nothing to learn from: {why}")

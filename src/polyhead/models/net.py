@@ -274,12 +274,17 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.max_categories = max_categories
 
     # -- fit ---------------------------------------------------------------------------------
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> MultiTaskNet:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MultiTaskNet:
         """Fit the network on features ``X`` and targets ``y`` (one column per task).
 
         ``sample_weight``: one weight per row, or a DataFrame shaped like ``y`` with a weight
         per row and target column (per task, per label). Each task's loss is the weighted mean
         over its labelled rows.
+
+        ``X`` may instead be a :class:`polyhead.io.ParquetSource` (``y`` left out): the network
+        then trains out of core, streaming the files, with memory bounded by the source's
+        sample and shuffle buffer (:mod:`polyhead.streaming`); inside a ``torch.distributed``
+        process group each process trains on its own row groups (:mod:`polyhead.distributed`).
         """
         self._check_params()
         check_device(self.device)
@@ -290,34 +295,58 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
                                 "use norm='layer' or None")
+        from ..io.parquet import ParquetSource
+
+        if isinstance(X, ParquetSource):
+            if y is not None or sample_weight is not None:
+                raise PolyheadError("fit(source): a ParquetSource holds its own targets; pass no "
+                                    "y (and sample weights are not available when streaming)")
+            from .net_streaming import fit_source
+
+            fit_source(self, X)
+            return self
+        self.world_size_, self.streamed_ = 1, False
         Xf, yf = self._prepare_fit(X, y, sample_weight)
         self.features_ = FeatureEncoder(numeric=self.numeric_, max_categories=self.max_categories,
                                         embed_above=self.embed_above).fit(Xf)
         features = self.features_.transform(Xf)
-        per_task = {}
-        for t in self.task_states_:
-            values, _ = t.encode(yf)
-            weight = self._training_weights[t.name]
-            if weight is not None:  # a label outside a task's weight never reaches its loss
-                values = np.where(weight > 0, values, np.zeros((), values.dtype))
-            per_task[t.name] = (values, None if weight is None else weight.astype(np.float32))
+        self._prepare_training(features)
+        targets = self.encode_targets(yf, self._training_weights)
+        n_train = len(features) - math.floor(len(features) * self.validation_fraction)
+        with _torch_session(self._seed, self._threads_for(self._batch_size(n_train))):
+            self._build()
+            self.fit_loop(features, targets)
+        return self
+
+    def _prepare_training(self, features: np.ndarray, seed: int | None = None) -> None:
+        """The loss units, the seed and the input layout (``features``: encoded rows, all of
+        them or a sample)."""
         self._units = _loss_units(self.task_states_)
         self._loss_order = _order(self._units)
-        targets = _unit_targets(self._units, per_task)
-        seed = self.random_state
+        seed = self.random_state if seed is None else seed
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
         self._seed = seed
-        n_train = len(features) - math.floor(len(features) * self.validation_fraction)
         self._layout = self._input_layout(features)
         self._n_inputs = features.shape[1]
-        with _torch_session(seed, self._threads_for(self._batch_size(n_train))):
-            self.module_ = self.build_module(features.shape[1]).to(self.device)
-            self.module_.init_head_bias({t.name: bias for t in self.task_states_
-                                         if (bias := t.head_bias()) is not None})
-            self.weighting_ = self.build_weighting()
-            self.fit_loop(features, targets)
-        return self
+
+    def _build(self) -> None:
+        self.module_ = self.build_module(self._n_inputs).to(self.device)
+        self.module_.init_head_bias({t.name: bias for t in self.task_states_
+                                     if (bias := t.head_bias()) is not None})
+        self.weighting_ = self.build_weighting()
+
+    def encode_targets(self, yf: pd.DataFrame, weights: dict[str, np.ndarray | None]
+                       ) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+        """Per loss unit, the encoded targets and their weights (None: all present, equal)."""
+        per_task = {}
+        for t in self.task_states_:
+            values, _ = t.encode(yf)
+            weight = weights[t.name]
+            if weight is not None:  # a label outside a task's weight never reaches its loss
+                values = np.where(weight > 0, values, np.zeros((), values.dtype))
+            per_task[t.name] = (values, None if weight is None else weight.astype(np.float32))
+        return _unit_targets(self._units, per_task)
 
     def _input_layout(self, features: np.ndarray) -> dict[str, Any]:
         """Which encoded columns get numeric embeddings (numeric ones with more than two
@@ -449,9 +478,20 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             return x, t
 
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
+        self.train_epochs(lambda generator: self.run_epoch(*train, generator=generator),
+                          None if valid is None else (lambda: self.evaluate_losses(*valid)))
+
+    def train_epochs(self, train: Any, valid: Any, forward: Any = None) -> None:
+        """The epochs: ``train(generator)`` runs one over the training rows and returns the mean
+        per-task losses, ``valid()`` gives the per-task validation losses (None: no
+        validation); history, the learning-rate schedule, best epochs and early stopping.
+        ``forward``: what trains the module (a distributed wrapper; default: the module)."""
+        import torch
+
+        device = torch.device(self.device)
         self.optimizer_ = self.build_optimizer()
         scheduler = self.build_scheduler(self.optimizer_)
-        self._forward = torch.compile(self.module_) if self.compile else self.module_
+        self._forward = forward or (torch.compile(self.module_) if self.compile else self.module_)
         generator = torch.Generator().manual_seed(self._seed)
         weights = torch.tensor([t.task.weight for t in self.task_states_], device=device)
         names = [t.name for t in self.task_states_]
@@ -461,8 +501,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self._printer = _EpochPrinter(names) if self.verbose else None
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()
-            train_losses = self.run_epoch(*train, generator=generator)
-            valid_losses = self.evaluate_losses(*valid) if valid is not None else None
+            train_losses = train(generator)
+            valid_losses = valid() if valid is not None else None
             monitored = float((weights * (valid_losses if valid_losses is not None else train_losses)).sum())
             lr = self.optimizer_.param_groups[0]["lr"]
             record = {"epoch": epoch, "train_loss": float((weights * train_losses).sum()),
@@ -620,7 +660,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "summary": str(self.module_),
             },
             "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed,
-                         "task_best_epochs": self.task_best_epochs_},
+                         "task_best_epochs": self.task_best_epochs_,
+                         "world_size": int(getattr(self, "world_size_", 1)),
+                         "streamed": bool(getattr(self, "streamed_", False))},
             "history": self.history_,
         }
         return state, tensors
@@ -673,6 +715,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         need(isinstance(training, dict) and all(
             isinstance(training.get(k, 0), int) and not isinstance(training.get(k, 0), bool)
             and training.get(k, 0) >= 0 for k in ("n_iter", "best_epoch")), "training")
+        world = training.get("world_size", 1)
+        need(isinstance(world, int) and not isinstance(world, bool) and 1 <= world <= 1 << 20
+             and isinstance(training.get("streamed", False), bool), "world_size or streamed")
         epochs = training.get("task_best_epochs", {})
         need(isinstance(epochs, dict) and set(epochs) <= {s.name for s in states}
              and all(count(e, 1 << 30, low=0) for e in epochs.values()), "task_best_epochs")
@@ -733,6 +778,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.n_iter_ = int(training.get("n_iter", 0))
         self.best_epoch_ = int(training.get("best_epoch", 0))
         self._seed = training.get("seed")
+        self.world_size_ = int(training.get("world_size", 1))
+        self.streamed_ = bool(training.get("streamed", False))
         self.task_best_epochs_ = {t.name: int(training.get("task_best_epochs", {}).get(t.name, self.best_epoch_))
                                   for t in self.task_states_}
         self._snapshots = {}

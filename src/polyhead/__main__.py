@@ -1,0 +1,5 @@
+"""``python -m polyhead``: the command line (also what torchrun runs: ``torchrun ... -m polyhead fit``)."""
+
+from .cli import main
+
+main()

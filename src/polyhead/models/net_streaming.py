@@ -1,0 +1,263 @@
+"""``MultiTaskNet.fit(ParquetSource(...))``: training out of core, on one process or several.
+
+The two passes are :mod:`polyhead.streaming`'s; this module ties them to the network's
+training seams (:meth:`MultiTaskNet.train_epochs`, ``train_step``, ``evaluate_losses``):
+
+* **Pieces.** The source's row groups. With ten or more, a ``validation_fraction`` of them
+  (at least one) is held out whole for validation; with fewer, that fraction of the rows of each
+  (chosen by the seed) is, and those rows are kept encoded in memory.
+* **Ranks.** Under torch.distributed (:mod:`polyhead.distributed`) rank r summarises and trains
+  on every world-size-th piece from r; validation pieces are shared out the same way and their
+  losses summed over ranks. Every rank takes the same number of steps per epoch (the fewest
+  any rank has rows for), so no rank waits for a gradient that never comes.
+* **Determinism.** The same source, seed, world size and thread count give the same model.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .. import distributed
+from ..exceptions import PolyheadError
+from ..features import FeatureEncoder
+from ..io.parquet import ParquetSource
+from ..streaming import ShuffleBuffer, summarise
+from ..tasks import _as_task_list
+from .base import training_weights
+
+#: With fewer pieces than this, validation rows are drawn within pieces.
+MIN_PIECES_TO_HOLD_OUT = 10
+
+
+def target_columns(net: Any, source: ParquetSource) -> list[str]:
+    if net.tasks is None and source.targets is None:
+        raise PolyheadError("fit(source) needs its targets: give tasks= to the estimator or "
+                            "ParquetSource(..., targets=[...])")
+    names = source.targets if source.targets is not None else source.columns
+    tasks = _as_task_list(net.tasks, list(names))
+    return list(dict.fromkeys(c for t in tasks for c in t.source_columns))
+
+
+def _valid_rows(seed: int, piece: Any, fraction: float) -> np.ndarray:
+    """Row mask of a piece's validation rows (drawn within pieces)."""
+    return np.random.default_rng([seed, piece.index, 1 << 20]).random(piece.num_rows) < fraction
+
+
+def fit_source(net: Any, source: ParquetSource) -> None:
+    """Fit ``net`` on ``source`` (see the module docstring)."""
+    import torch
+
+    from .net import _torch_session
+
+    rank, world = distributed.rank(), distributed.world_size()
+    if world > 1 and (not isinstance(net.weighting, str) or net.weighting not in ("equal", "dwa")):
+        raise PolyheadError(f"weighting={net.weighting!r} is not available in a distributed fit "
+                            "(its state is per process); use 'equal' or 'dwa'")
+    targets = target_columns(net, source)
+    features = source.feature_columns(targets)
+    seed = net.random_state
+    if seed is None:  # every rank must draw the same
+        seed = distributed.all_gather(int(np.random.default_rng().integers(2**31)))[0]
+    pieces = source.pieces
+    fraction = net.validation_fraction
+    by_piece = len(pieces) >= MIN_PIECES_TO_HOLD_OUT and fraction > 0
+    if by_piece:
+        n_valid = max(1, math.floor(len(pieces) * fraction))
+        chosen = set(np.random.default_rng(seed).permutation(len(pieces))[:n_valid].tolist())
+        train_pieces = [p for p in pieces if p.index not in chosen]
+        valid_pieces = [p for p in pieces if p.index in chosen]
+    else:
+        train_pieces, valid_pieces = list(pieces), []
+    if len(train_pieces) < world:
+        raise PolyheadError(f"{world} processes need at least {world} training row groups; the "
+                            f"source has {len(train_pieces)} (write it with smaller row groups, "
+                            "e.g. pyarrow's row_group_size)")
+
+    # -- pass 1: statistics, merged over ranks ----------------------------------------------
+    summary = summarise(source, pieces[rank::world], features, targets,
+                        sample_rows=source.sample_rows, seed=seed)
+    parts = distributed.all_gather(summary)
+    summary = parts[0]
+    for other in parts[1:]:
+        summary.merge(other)
+    sample = summary.fitting_frame()
+    Xs, ys = sample[features], sample[targets]
+    net._prepare_fit(Xs, ys)
+    net.features_ = FeatureEncoder(numeric=net.numeric_, max_categories=net.max_categories,
+                                   embed_above=net.embed_above).fit(Xs, summary.column_stats())
+    net._prepare_training(net.features_.transform(Xs), seed=seed)
+    net.world_size_, net.streamed_ = world, True
+    net.rows_seen_ = summary.rows
+    columns = list(dict.fromkeys([*features, *targets]))
+
+    def encode(frame: pd.DataFrame) -> list[np.ndarray]:
+        x = net.features_.transform(frame[features])
+        weights = training_weights(net.task_states_, frame[targets], None, require_labels=False)
+        units = net.encode_targets(frame[targets], weights)
+        arrays = [x]
+        for v, w in units.values():
+            arrays += [v, np.ones(v.shape, np.float32) if w is None else w]
+        return arrays
+
+    keys = [unit.key for unit in net._units]
+
+    def unpack(arrays: list[Any]) -> tuple[Any, dict[str, tuple[Any, Any]]]:
+        x = arrays[0]
+        t = {}
+        for i, key in enumerate(keys):
+            v, w = arrays[1 + 2 * i], arrays[2 + 2 * i]
+            t[key] = (v, None if bool((w == 1).all()) else w)
+        return x, t
+
+    my_train = train_pieces[rank::world]
+    if by_piece:
+        local_rows = sum(p.num_rows for p in my_train)
+    else:
+        local_rows = sum(int((~_valid_rows(seed, p, fraction)).sum()) if fraction > 0 else p.num_rows
+                         for p in my_train)
+    batch = net._batch_size(distributed.all_min(local_rows) * world)
+    net.batch_size_ = batch
+    # every rank takes the same number of steps: the fewest any rank has full batches for
+    steps = math.ceil(local_rows / batch) if world == 1 else distributed.all_min(local_rows // batch)
+    if steps < 1:
+        raise PolyheadError(f"too few training rows per process ({local_rows}) for a batch of {batch}")
+    device = torch.device(net.device)
+    buffer_rows = source.buffer_rows
+
+    # validation rows: pieces shared out over ranks, or rows kept from this rank's pieces
+    kept_valid: list[list[np.ndarray]] = []
+    if not by_piece and fraction > 0:
+        for p in my_train:
+            mask = _valid_rows(seed, p, fraction)
+            for frame in source.batches(p, columns):
+                rows = mask[frame.index.to_numpy()]
+                if rows.any():
+                    kept_valid.append(encode(frame[rows]))
+    # every rank must agree, whatever it holds itself
+    has_valid = bool(valid_pieces) or int(distributed.all_sum(torch.tensor([len(kept_valid)])).item()) > 0
+
+    def to_device(arrays: list[np.ndarray]) -> list[Any]:
+        return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
+
+    epoch = 0
+    own = net._own_batches
+    k = net.n_ensemble_
+
+    def train(generator: Any) -> Any:
+        nonlocal epoch
+        from .net import _expand
+
+        epoch += 1
+        net.module_.train()
+        rng = np.random.default_rng([seed, rank, epoch, 7])
+        order = [my_train[i] for i in rng.permutation(len(my_train))]
+        buffer = ShuffleBuffer(buffer_rows, rng)
+        totals: list[Any] = []
+        sizes: list[int] = []
+        carry: list[np.ndarray] | None = None
+        done = 0
+
+        def steps_from(block: list[np.ndarray], last: bool) -> None:
+            nonlocal carry, done
+            if carry is not None:
+                block = [np.concatenate([c, b]) for c, b in zip(carry, block, strict=True)]
+                carry = None
+            n = len(block[0])
+            usable = n if last else (n // batch) * batch
+            if usable < n:
+                carry = [a[usable:] for a in block]
+            if not usable:
+                return
+            tensors = to_device([a[:usable] for a in block])
+            if own:  # each member its own order of the block
+                perm = torch.stack([torch.from_numpy(rng.permutation(usable)) for _ in range(k)]).to(device)
+                tensors = [t[perm] for t in tensors]
+            x_all, t_all = unpack(tensors)
+            for start in range(0, usable, batch):
+                if done >= steps:
+                    return
+                stop = min(start + batch, usable)
+                if stop - start == 1 and net.norm == "batch":
+                    continue
+                rows = slice(start, stop) if not own else (slice(None), slice(start, stop))
+                part = {name: (v[rows], None if w is None else w[rows]) for name, (v, w) in t_all.items()}
+                if k > 1 and not own:
+                    part = _expand(part, k)
+                totals.append(net.train_step(x_all[rows], part))
+                sizes.append(stop - start)
+                done += 1
+
+        for piece in order:
+            mask = None if by_piece or fraction == 0 else _valid_rows(seed, piece, fraction)
+            for frame in source.batches(piece, columns):
+                if mask is not None:
+                    frame = frame[~mask[frame.index.to_numpy()]]
+                if len(frame):
+                    for block in buffer.add(encode(frame)):
+                        steps_from(block, last=False)
+                if done >= steps:
+                    break
+            if done >= steps:
+                break
+        for block in buffer.drain():
+            steps_from(block, last=True)
+        if carry is not None and done < steps:
+            block, carry = carry, None
+            steps_from(block, last=True)
+        weights = torch.tensor(sizes, dtype=torch.float32, device=device)
+        summed = distributed.all_sum(torch.cat([(weights @ torch.stack(totals)).reshape(-1),
+                                                weights.sum().reshape(1)]))
+        return summed[:-1] / summed[-1]
+
+    def valid() -> Any:
+        totals = torch.zeros(len(net.task_states_) + 1, device=device)
+        counts = torch.zeros(len(net.task_states_), device=device)
+
+        def add(arrays: list[np.ndarray]) -> None:
+            x, t = unpack(to_device(arrays))
+            losses = net.evaluate_losses(x, t)
+            labelled = torch.as_tensor(_labelled(net, arrays), dtype=torch.float32, device=device)
+            totals[:-1] += losses * labelled
+            counts.add_(labelled)
+
+        for arrays in kept_valid:
+            add(arrays)
+        for piece in valid_pieces[rank::world]:
+            for frame in source.batches(piece, columns):
+                add(encode(frame))
+        both = distributed.all_sum(torch.cat([totals[:-1], counts]))
+        n = len(net.task_states_)
+        return both[:n] / both[n:].clamp_min(1e-12)
+
+    threads = net.n_threads
+    if threads is None and world > 1:
+        from ..parallel import available_cpus
+
+        threads = max(1, available_cpus() // world)
+    with _torch_session(seed, net._threads_for(batch) if threads is None else threads):
+        net._build()
+        forward = None
+        if world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            forward = DistributedDataParallel(net.module_, forward_sync_buffers=False)
+        net.train_epochs(train, valid if has_valid else None, forward=forward)
+    net.validation_indices_ = np.arange(0)
+
+
+def _labelled(net: Any, arrays: list[np.ndarray]) -> list[float]:
+    """Per task, the weight of its labels in a chunk (the denominator of its mean loss)."""
+    out = [0.0] * len(net.task_states_)
+    for i, unit in enumerate(net._units):
+        w = arrays[2 + 2 * i]
+        w = w.numpy() if hasattr(w, "numpy") else w
+        if unit.block:
+            for j, pos in enumerate(unit.positions):
+                out[pos] = float(w[..., j].sum())
+        else:
+            out[unit.positions[0]] = float(w.sum())
+    return out

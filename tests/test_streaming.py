@@ -1,0 +1,255 @@
+"""Out-of-core training from Parquet, and distributed training with torch.distributed."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import FAST, make_mixed
+
+import polyhead
+from polyhead import distributed
+from polyhead.exceptions import PolyheadError
+from polyhead.io.parquet import ParquetSource
+from polyhead.streaming import ShuffleBuffer, summarise
+
+pytest.importorskip("pyarrow")
+
+TASKS = {"amount": "regression", "kind": "binary", "level": "multiclass",
+         "tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}
+
+
+def write_parts(tmp_path: Path, frame: pd.DataFrame, parts: int = 3, row_group: int = 50) -> Path:
+    folder = tmp_path / "data"
+    folder.mkdir()
+    for i, chunk in enumerate(np.array_split(np.arange(len(frame)), parts)):
+        frame.iloc[chunk].to_parquet(folder / f"part-{i}.parquet", row_group_size=row_group, index=False)
+    return folder
+
+
+@pytest.fixture
+def table() -> pd.DataFrame:
+    X, y = make_mixed(600, missing=0.2)
+    return pd.concat([X, y], axis=1)
+
+
+@pytest.fixture
+def folder(tmp_path: Path, table: pd.DataFrame) -> Path:
+    return write_parts(tmp_path, table)
+
+
+# -- the source --------------------------------------------------------------------------------
+def test_a_source_is_a_file_a_directory_a_glob_or_a_list(folder: Path) -> None:
+    files = sorted(str(p) for p in folder.glob("*.parquet"))
+    by_dir = ParquetSource(folder)
+    assert by_dir.files == files and by_dir.num_rows == 600
+    assert len(by_dir.pieces) == 12  # 200 rows per file, row groups of 50
+    assert ParquetSource(str(folder / "part-*.parquet")).files == files
+    assert ParquetSource(files[:2]).num_rows == 400
+    assert ParquetSource(files[0]).num_rows == 200
+    import pyarrow.dataset as ds
+
+    assert ParquetSource(ds.dataset(str(folder))).num_rows == 600
+    piece = by_dir.pieces[5]
+    frames = list(by_dir.batches(piece, ["a", "colour"]))
+    assert sum(len(f) for f in frames) == piece.num_rows and list(frames[0].columns) == ["a", "colour"]
+
+
+def test_bad_sources_are_one_line(tmp_path: Path, folder: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(PolyheadError, match="no .parquet files"):
+        ParquetSource(tmp_path / "empty")
+    with pytest.raises(PolyheadError, match="no file matches"):
+        ParquetSource(str(tmp_path / "nothing-*.parquet"))
+    broken = tmp_path / "broken.parquet"
+    data = (folder / "part-0.parquet").read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # truncated: no footer
+    with pytest.raises(PolyheadError, match="broken.parquet: not a readable Parquet file"):
+        ParquetSource(broken)
+    other = tmp_path / "other"
+    other.mkdir()
+    pd.DataFrame({"a": [1.0]}).to_parquet(other / "x.parquet")
+    pd.DataFrame({"b": [1.0]}).to_parquet(other / "y.parquet")
+    with pytest.raises(PolyheadError, match="columns differ"):
+        ParquetSource(other)
+    with pytest.raises(PolyheadError, match="buffer_rows=0"):
+        ParquetSource(folder, buffer_rows=0)
+    with pytest.raises(PolyheadError, match="column 'nope' is not in"):
+        ParquetSource(folder).feature_columns(["nope"])
+
+
+def test_a_damaged_row_group_is_named(tmp_path: Path, folder: Path) -> None:
+    path = folder / "part-1.parquet"
+    data = bytearray(path.read_bytes())
+    data[200:1200] = bytes(1000)  # the first row group's pages, zeroed; the footer intact
+    path.write_bytes(bytes(data))
+    source = ParquetSource(folder)
+    with pytest.raises(PolyheadError, match="part-1.parquet: cannot read row group 0"):
+        for piece in source.pieces:
+            for _ in source.batches(piece, source.columns):
+                pass
+
+
+# -- pass 1 ------------------------------------------------------------------------------------
+def test_the_summary_is_exact_where_it_must_be(folder: Path, table: pd.DataFrame) -> None:
+    source = ParquetSource(folder)
+    features, targets = ["a", "b", "colour"], ["kind", "level"]
+    summary = summarise(source, source.pieces, features, targets, sample_rows=40, seed=0)
+    assert summary.rows == 600 and len(summary.sample) == 40
+    stats = summary.column_stats()
+    assert stats["a"].mean == pytest.approx(table["a"].mean())
+    assert stats["a"].std == pytest.approx(table["a"].std(ddof=0))
+    assert stats["colour"].counts.sort_index().to_dict() == table["colour"].value_counts().sort_index().to_dict()
+    assert summary.labels["kind"] == table["kind"].notna().sum()
+    # every label is in the fitting frame, even those the sample missed
+    frame = summary.fitting_frame()
+    assert set(frame["level"].dropna()) == set(table["level"].dropna())
+
+
+def test_summaries_merge_as_one_pass(folder: Path) -> None:
+    source = ParquetSource(folder)
+    args = (["a", "colour"], ["level"])
+    whole = summarise(source, source.pieces, *args, sample_rows=50, seed=3)
+    left = summarise(source, source.pieces[0::2], *args, sample_rows=50, seed=3)
+    right = summarise(source, source.pieces[1::2], *args, sample_rows=50, seed=3)
+    merged = left.merge(right)
+    assert merged.rows == whole.rows
+    np.testing.assert_allclose(merged.moments["a"], whole.moments["a"])
+    pd.testing.assert_frame_equal(merged.fitting_frame(), whole.fitting_frame())
+
+
+def test_a_class_seen_once_is_kept(tmp_path: Path) -> None:
+    X, y = make_mixed(2000, seed=1)
+    frame = pd.concat([X, y[["amount", "level"]]], axis=1)
+    frame.loc[1777, "level"] = 9  # one row in 2,000, far outside a 30-row sample
+    folder = write_parts(tmp_path, frame, parts=2, row_group=250)
+    net = polyhead.MultiTaskNet({"amount": "regression", "level": "multiclass"}, **{**FAST, "max_epochs": 2})
+    net.fit(ParquetSource(folder, sample_rows=30))
+    assert 9 in net.classes_["level"].tolist()
+
+
+def test_the_shuffle_buffer_gives_every_row_once_and_holds_a_bounded_number() -> None:
+    buffer = ShuffleBuffer(100, np.random.default_rng(0))
+    out = []
+    for start in range(0, 1000, 64):
+        rows = np.arange(start, min(start + 64, 1000))
+        for block in buffer.add([rows, rows * 2]):
+            assert np.array_equal(block[1], block[0] * 2)  # arrays stay aligned
+            out.append(block[0])
+        assert buffer.rows <= 100
+    out += [b[0] for b in buffer.drain()]
+    got = np.concatenate(out)
+    assert sorted(got.tolist()) == list(range(1000))
+    assert not np.array_equal(got, np.arange(1000))
+
+
+# -- pass 2 ------------------------------------------------------------------------------------
+def test_a_streamed_net_learns_every_kind_with_missing_labels(folder: Path, table: pd.DataFrame) -> None:
+    X, y = table[["a", "b", "colour"]], table.drop(columns=["a", "b", "colour"])
+    net = polyhead.MultiTaskNet(TASKS, **{**FAST, "max_epochs": 30})
+    net.fit(ParquetSource(folder, buffer_rows=64))
+    assert net.streamed_ and net.world_size_ == 1 and net.rows_seen_ == 600
+    assert net.history_[0]["valid"] is not None  # 12 pieces: one held out
+    scores = net.evaluate(X, y)
+    assert scores.loc["amount", "r2"] > 0.5
+    assert scores.loc["kind", "accuracy"] > 0.7
+    assert list(net.predict(X.head(3)).columns) == ["amount", "kind", "level", "t1", "t2", "t3"]
+
+
+def test_streaming_is_deterministic_by_seed_and_round_trips(folder: Path, tmp_path: Path,
+                                                          table: pd.DataFrame) -> None:
+    X = table[["a", "b", "colour"]]
+    kw = {**FAST, "max_epochs": 4, "n_ensemble": 2, "numeric_embedding": "ple"}
+    first = polyhead.MultiTaskNet(TASKS, **kw).fit(ParquetSource(folder, buffer_rows=100))
+    second = polyhead.MultiTaskNet(TASKS, **kw).fit(ParquetSource(folder, buffer_rows=100))
+    pd.testing.assert_frame_equal(first.predict_frame(X, proba=True), second.predict_frame(X, proba=True))
+    first.save(tmp_path / "m")
+    manifest = json.loads((tmp_path / "m" / "manifest.json").read_text())
+    assert manifest["training"]["world_size"] == 1 and manifest["training"]["streamed"] is True
+    loaded = polyhead.load(tmp_path / "m")
+    pd.testing.assert_frame_equal(loaded.predict_frame(X, proba=True), first.predict_frame(X, proba=True))
+    assert loaded.world_size_ == 1 and loaded.streamed_
+
+
+def test_few_pieces_hold_out_rows_within_them(tmp_path: Path, table: pd.DataFrame) -> None:
+    path = tmp_path / "one.parquet"
+    table.to_parquet(path, index=False)  # one row group
+    net = polyhead.MultiTaskNet(TASKS, **{**FAST, "max_epochs": 3}).fit(ParquetSource(path))
+    assert net.history_[0]["valid"] is not None
+    no_valid = polyhead.MultiTaskNet(TASKS, **{**FAST, "max_epochs": 3, "validation_fraction": 0.0})
+    assert no_valid.fit(ParquetSource(path)).history_[0]["valid"] is None
+
+
+def test_streaming_misuse_is_one_line(folder: Path, table: pd.DataFrame) -> None:
+    source = ParquetSource(folder)
+    with pytest.raises(PolyheadError, match="needs its targets"):
+        polyhead.MultiTaskNet(**FAST).fit(source)
+    with pytest.raises(PolyheadError, match="pass no y"):
+        polyhead.MultiTaskNet(TASKS, **FAST).fit(source, table[["amount"]])
+    with pytest.raises(PolyheadError, match="MultiTaskForest cannot train from a stream"):
+        polyhead.MultiTaskForest(TASKS).fit(source, table[["amount"]])
+    # tasks inferred from the targets the source names
+    net = polyhead.MultiTaskNet(**{**FAST, "max_epochs": 2})
+    net.fit(ParquetSource(folder, targets=["amount", "kind"]))
+    assert [t.kind for t in net.tasks_.values()] == ["regression", "binary"]
+
+
+# -- several processes ---------------------------------------------------------------------------
+def _rank_one_dies() -> None:
+    if distributed.rank() == 1:
+        os._exit(3)
+    distributed.all_gather("waiting for rank 1")
+
+
+def _fails_everywhere() -> None:
+    raise PolyheadError("bad things")
+
+
+@pytest.mark.slow
+def test_a_distributed_fit_on_two_processes(folder: Path, tmp_path: Path, table: pd.DataFrame) -> None:
+    from polyhead.cli import main
+
+    out = tmp_path / "m2"
+    with pytest.raises(SystemExit) as done:
+        main(["fit", str(folder), "-o", str(out), "-t", "amount", "-t", "kind:binary", "-t",
+              "level:multiclass", "--nproc", "2", "--json", "--drop", "t1,t2,t3", "-p", "hidden=16", "-p", "max_epochs=6",
+              "-p", "preset=fast"])
+    assert done.value.code in (0, None)
+    model = polyhead.load(out)
+    assert model.world_size_ == 2 and model.streamed_
+    assert model.evaluate(table[["a", "b", "colour"]], table[["amount", "kind", "level"]]).loc["amount", "r2"] > 0
+    assert not any(p.name.startswith(".") for p in tmp_path.iterdir())  # no temporary left behind
+
+
+@pytest.mark.slow
+def test_a_rank_that_dies_stops_the_others_with_one_line() -> None:
+    with pytest.raises(PolyheadError, match="rank 1 died .exit code 3.; the other ranks were stopped"):
+        distributed.launch(2, _rank_one_dies)
+    with pytest.raises(PolyheadError, match="rank . failed: bad things"):
+        distributed.launch(2, _fails_everywhere)
+
+
+def test_the_cli_streams_parquet_and_refuses_streaming_for_other_families(
+        folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from polyhead.cli import main
+
+    args = ["fit", str(folder), "-t", "amount", "-t", "kind:binary", "-p", "hidden=16",
+            "-p", "max_epochs=3", "-p", "preset=fast", "--json"]
+    with pytest.raises(SystemExit) as done:
+        main([*args, "-o", str(tmp_path / "m")])
+    assert done.value.code in (0, None)
+    report = json.loads(capsys.readouterr().out)
+    assert report["streamed"] is True and report["rows"] == 600 and report["world_size"] == 1
+    with pytest.raises(SystemExit) as done:
+        main(["fit", str(folder), "-t", "amount", "-m", "forest", "--stream", "-o", str(tmp_path / "f")])
+    assert done.value.code == 2
+    assert "train the net family only" in capsys.readouterr().err
+    # forest reads a Parquet file into memory as before
+    with pytest.raises(SystemExit) as done:
+        main(["fit", str(folder / "part-0.parquet"), "-t", "amount", "-m", "forest", "-o",
+              str(tmp_path / "f"), "--json"])
+    assert done.value.code in (0, None)

@@ -121,6 +121,33 @@ def _stream_fit(params: dict, data: str, out: str) -> None:
     distributed.barrier()
 
 
+def _allreduce(n: int, path: str) -> None:
+    import torch
+    import torch.distributed as dist
+
+    torch.set_num_threads(1)
+    t = torch.zeros(n)
+    for _ in range(50):
+        dist.all_reduce(t)
+    start = time.perf_counter()
+    for _ in range(500):
+        dist.all_reduce(t)
+    if dist.get_rank() == 0:
+        Path(path).write_text(str((time.perf_counter() - start) * 2))
+
+
+def allreduce_latency(parameters: int = 5_200) -> float:
+    """Milliseconds of one gloo all-reduce of a small net's gradients between 2 local ranks."""
+    import tempfile
+
+    from polyhead import distributed
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = str(Path(tmp) / "ms")
+        distributed.launch(2, _allreduce, parameters, path)
+        return float(Path(path).read_text())
+
+
 def measure(mode: str, data: Path, test: Path, nproc: int, epochs: int) -> dict:
     start = time.perf_counter()
     proc = subprocess.Popen([sys.executable, __file__, "--child", mode, str(data), str(test),
@@ -143,6 +170,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--memory-up-to", type=int, default=4_000_000)
     parser.add_argument("--data", type=Path, default=Path("/tmp/polyhead-scale"))
+    parser.add_argument("--latency-only", action="store_true", help="only the all-reduce latency")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "out" / "scale.json")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -154,6 +183,9 @@ def main() -> None:
         kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
         result["maxrss_kb"] = max(own, kids)
         print(json.dumps(result))
+        return
+    if args.latency_only:
+        print(f"gloo all-reduce of 5,200 float32 between 2 ranks here: {allreduce_latency():.2f} ms per step")
         return
     args.data.mkdir(parents=True, exist_ok=True)
     test = args.data / "test.parquet"
@@ -180,9 +212,12 @@ def main() -> None:
             print(f"{rows:>10,} {mode:>6} nproc={nproc}  epoch {r['epoch_s']:7.1f} s ({ratio} memory)  "
                   f"{r['rows_per_s']:>9,.0f} rows/s  fit {r['fit_s']:6.1f} s  peak RSS "
                   f"{r['peak_rss_mb']:7.0f} MiB  held-out {r['score']:.4f}", flush=True)
-    out = Path(__file__).parent / "out" / "scale.json"
+    latency = allreduce_latency() if max(procs) > 1 else None
+    if latency is not None:
+        print(f"gloo all-reduce of 5,200 float32 between 2 ranks here: {latency:.2f} ms per step")
+    out = args.out
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"epochs": args.epochs, "runs": lines}, indent=1))
+    out.write_text(json.dumps({"epochs": args.epochs, "runs": lines, "allreduce_ms": latency}, indent=1))
     print(f"wrote {out}")
 
 

@@ -191,7 +191,7 @@ def test_streaming_misuse_is_one_line(folder: Path, table: pd.DataFrame) -> None
     with pytest.raises(PolyheadError, match="pass no y"):
         polyhead.MultiTaskNet(TASKS, **FAST).fit(source, table[["amount"]])
     with pytest.raises(PolyheadError, match="MultiTaskForest cannot train from a stream"):
-        polyhead.MultiTaskForest(TASKS).fit(source, table[["amount"]])
+        polyhead.MultiTaskForest(TASKS).fit(source)
     # tasks inferred from the targets the source names
     net = polyhead.MultiTaskNet(**{**FAST, "max_epochs": 2})
     net.fit(ParquetSource(folder, targets=["amount", "kind"]))
@@ -253,3 +253,97 @@ def test_the_cli_streams_parquet_and_refuses_streaming_for_other_families(
         main(["fit", str(folder / "part-0.parquet"), "-t", "amount", "-m", "forest", "-o",
               str(tmp_path / "f"), "--json"])
     assert done.value.code in (0, None)
+
+
+def test_the_encoded_cache_is_used_and_removed(folder: Path, tmp_path: Path, table: pd.DataFrame) -> None:
+    from polyhead.streaming import EncodedCache
+
+    cache = EncodedCache(str(tmp_path))
+    rows = [np.arange(10, dtype=np.float32).reshape(5, 2), np.arange(5, dtype=np.int64)]
+    first = list(cache.chunks(7, iter([rows, rows]), rows_per_chunk=4))
+    assert len(first) == 2 and cache.rows[7] == 10
+    again = list(cache.chunks(7, iter([]), rows_per_chunk=4))  # read back, not produced
+    assert [len(a[0]) for a in again] == [4, 4, 2]
+    np.testing.assert_array_equal(np.concatenate([a[0] for a in again]), np.concatenate([rows[0], rows[0]]))
+    assert again[0][0].dtype == np.float32 and again[0][1].dtype == np.int64
+    cut = cache.chunks(8, iter([rows, rows]), rows_per_chunk=4)
+    next(cut)
+    cut.close()  # read cut short: not complete, produced again next time
+    assert 8 not in cache.done
+    cache.close()
+    assert not Path(cache.path).exists()
+    place = tmp_path / "cache"
+    place.mkdir()
+    kw = {**FAST, "max_epochs": 3}
+    cached = polyhead.MultiTaskNet(TASKS, **kw).fit(ParquetSource(folder, cache_dir=str(place)))
+    plain = polyhead.MultiTaskNet(TASKS, **kw).fit(ParquetSource(folder, cache=False))
+    assert list(place.iterdir()) == []  # removed after the fit
+    X, y = table[["a", "b", "colour"]], table.drop(columns=["a", "b", "colour"])
+    assert abs(cached.score(X, y) - plain.score(X, y)) < 0.2  # same data, same training
+
+
+def test_boosting_streams_through_xgboost_external_memory(folder: Path, table: pd.DataFrame) -> None:
+    pytest.importorskip("xgboost")
+    X, y = table[["a", "b", "colour"]], table.drop(columns=["a", "b", "colour"])
+    gbm = polyhead.MultiTaskGBM(TASKS, backend="xgboost", n_estimators=60, random_state=0)
+    gbm.fit(ParquetSource(folder, sample_rows=100))
+    assert gbm.streamed_ and gbm.rows_seen_ == 600
+    scores = gbm.evaluate(X, y)
+    assert scores.loc["amount", "r2"] > 0.5 and scores.loc["kind", "accuracy"] > 0.7
+    assert scores.loc["tags", "hamming_loss"] < 0.2  # a multilabel task: one booster per label
+    proba = gbm.predict_proba(X.head(5))
+    np.testing.assert_allclose(proba["level"].sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(PolyheadError, match="backend='hist'.*cannot train from a stream"):
+        polyhead.MultiTaskGBM(TASKS).fit(ParquetSource(folder))
+
+
+@pytest.mark.slow
+def test_predict_works_on_several_files_in_parallel(folder: Path, tmp_path: Path, table: pd.DataFrame,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from polyhead.cli import main
+
+    X, y = table[["a", "b", "colour"]], table[["amount", "kind"]]
+    model = polyhead.MultiTaskNet({"amount": "regression", "kind": "binary"}, **FAST).fit(X, y)
+    model.save(tmp_path / "m")
+    out = tmp_path / "preds"
+    with pytest.raises(SystemExit) as done:
+        main(["predict", str(tmp_path / "m"), str(folder), "-o", str(out), "--nproc", "2", "--json"])
+    assert done.value.code in (0, None)
+    report = json.loads(capsys.readouterr().out)
+    assert report["rows"] == 600 and len(report["files"]) == 3
+    for i in range(3):
+        got = pd.read_parquet(out / f"part-{i}.parquet")
+        part = pd.read_parquet(folder / f"part-{i}.parquet")
+        pd.testing.assert_frame_equal(got, model.predict_frame(part), check_dtype=False)
+    # again without --force: every existing output is refused before any work
+    with pytest.raises(SystemExit) as done:
+        main(["predict", str(tmp_path / "m"), str(folder), "-o", str(out)])
+    assert done.value.code == 2 and "--force" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as done:
+        main(["predict", str(tmp_path / "m"), str(folder / "part-0.parquet"), "-o",
+              str(tmp_path / "one.csv"), "--nproc", "2"])
+    assert done.value.code == 2 and "several files" in capsys.readouterr().err
+
+
+@pytest.mark.skipif("not __import__('torch').cuda.is_available()", reason="needs a CUDA GPU")
+def test_a_streamed_fit_on_a_gpu(folder: Path, table: pd.DataFrame) -> None:
+    net = polyhead.MultiTaskNet(TASKS, **{**FAST, "max_epochs": 3, "device": "cuda"})
+    net.fit(ParquetSource(folder))
+    assert net.predict(table[["a", "b", "colour"]]).shape[0] == 600
+
+
+@pytest.mark.slow
+def test_torchrun_runs_the_command_line_on_each_rank(folder: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    out = tmp_path / "m"
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+         "-m", "polyhead", "fit", str(folder), "-o", str(out), "-t", "amount", "-t", "kind:binary",
+         "--drop", "level,t1,t2,t3", "-p", "hidden=16", "-p", "max_epochs=2", "-p", "preset=fast",
+         "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(reports) == 1 and json.loads(reports[0])["world_size"] == 2  # rank 0 reports
+    assert polyhead.load(out).world_size_ == 2

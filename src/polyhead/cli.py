@@ -454,7 +454,7 @@ def _fit_with_progress(estimator: Any, X: Any, y: Any, *, show: bool) -> None:
 def predict(
     model_dir: str = typer.Argument(..., help="A model directory written by `polyhead fit`"),
     data: str = typer.Argument(..., help="Rows to predict: .csv (.gz/.zst), .parquet or .jsonl"),
-    output: str = typer.Option(..., "--output", "-o", help="Predictions: .csv or .parquet"),
+    output: str = typer.Option(..., "--output", "-o", help="Predictions: .csv or .parquet (a folder, with several inputs)"),
     proba: bool = typer.Option(False, "--proba", help="Add task:class probability columns"),
     intervals: bool = typer.Option(False, "--intervals", help=(
         "Add each task's conformal region: task:lower/task:upper, or task:set=class columns "
@@ -464,20 +464,59 @@ def predict(
     force: bool = typer.Option(False, "--force", help="Replace an existing output file"),
     sep: str | None = typer.Option(None, "--sep", help="CSV delimiter (sniffed by default)"),
     encoding: str | None = typer.Option(None, "--encoding", help="Text encoding of a CSV input (default UTF-8), e.g. latin-1"),
+    nproc: int = typer.Option(1, "--nproc", help=(
+        "With a directory or glob of inputs: predict N files at once, in N processes (one "
+        "output per input in the folder -o)")),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary"),
 ) -> None:
-    """Predict every row of a file, streaming it in batches, in the file's row order."""
+    """Predict every row of a file (or of each file in a directory or glob), streaming it in
+    batches, in the file's row order."""
     import time
 
-    from .frames import check_unique_columns
-    from .io import TableWriter, check_output, iter_batches
+    from .io import check_output
     from .io.tables import OUTPUT_SUFFIXES
     from .persistence import load
 
-    check_output(output, force=force, inputs=[data, model_dir], suffixes=OUTPUT_SUFFIXES)
     if batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
+    if nproc < 1:
+        raise UsageError(f"--nproc {nproc} must be at least 1")
+    files = _input_files(data)
+    if files is None:
+        if nproc > 1:
+            raise UsageError(f"--nproc predicts several files at once; {data} is one file (give "
+                             "a directory or a glob)")
+        check_output(output, force=force, inputs=[data, model_dir], suffixes=OUTPUT_SUFFIXES)
+        jobs = [(data, output)]
+    else:
+        jobs = _output_files(files, output, force, model_dir)
+    options: dict[str, Any] = {"proba": proba, "intervals": intervals, "id_column": id_column,
+               "batch_size": batch_size, "sep": sep, "encoding": encoding}
     model = load(model_dir)
+    _check_predict_options(model, model_dir, intervals, id_column)
+    start = time.perf_counter()
+    if nproc > 1:
+        import multiprocessing
+
+        from .parallel import resolve_n_jobs
+
+        workers = min(resolve_n_jobs(nproc), len(jobs))
+        with multiprocessing.get_context("spawn").Pool(workers, initializer=_predict_worker_init,
+                                                       initargs=(model_dir,)) as pool:
+            counts = pool.starmap(_predict_worker, [(src, out, options) for src, out in jobs])
+    else:
+        counts = [_predict_file(model, src, out, **options) for src, out in jobs]
+    seconds = time.perf_counter() - start
+    rows = sum(counts)
+    where = output if len(jobs) == 1 else f"{len(jobs)} files in {output}"
+    if json_out:
+        _print_json({"output": str(output), "files": [str(o) for _, o in jobs], "rows": rows,
+                     "seconds": seconds})
+    else:
+        _console().print(f"wrote {rows:,} rows to {where} ({seconds:.1f} s)", markup=False)
+
+
+def _check_predict_options(model: Any, model_dir: str, intervals: bool, id_column: str | None) -> None:
     if intervals and not hasattr(model, "interval_frame"):
         raise UsageError(f"--intervals needs a model fitted with --conformal; {model_dir} holds "
                          f"a {type(model).__name__}")
@@ -487,7 +526,80 @@ def predict(
             raise UsageError(f"--id {id_column!r} is also a prediction column of the model (its "
                              "tasks write " + ", ".join(map(repr, outputs[:5])) + "); copy "
                              "another column, or rename it")
-    start = time.perf_counter()
+
+
+def _input_files(data: str) -> list[str] | None:
+    """The files a directory or a glob names (None: ``data`` is one file)."""
+    import glob
+    from pathlib import Path
+
+    from .io.tables import CSV_EXTS, JSONL_EXTS, PARQUET_EXTS
+
+    known = (*CSV_EXTS, *PARQUET_EXTS, *JSONL_EXTS)
+    if Path(data).is_dir():
+        files = sorted(str(f) for f in Path(data).iterdir() if f.is_file()
+                       and not f.name.startswith((".", "_"))
+                       and f.name.lower().split(".gz")[0].split(".zst")[0].endswith(known))
+    elif any(c in data for c in "*?["):
+        files = sorted(glob.glob(data))
+    else:
+        return None
+    if not files:
+        raise UsageError(f"{data}: no table files (.csv, .parquet, .jsonl) to predict")
+    return files
+
+
+def _output_files(files: list[str], output: str, force: bool, model_dir: str) -> list[tuple[str, str]]:
+    """One output per input, in the folder ``output`` (made if absent), each checked."""
+    from pathlib import Path
+
+    from .io import check_output
+
+    folder = Path(output)
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"{output}: with several inputs the output is a folder, and this is a file")
+    if not folder.exists():
+        if not folder.parent.is_dir():
+            raise UsageError(f"cannot write {output}: folder {folder.parent} does not exist")
+        folder.mkdir()
+    jobs = []
+    for src in files:
+        name = Path(src).name
+        stem, suffix = (name[: -len(".parquet")], ".parquet") if name.lower().endswith(".parquet") \
+            else (name.split(".")[0], ".csv" if ".csv" in name.lower() else ".parquet")
+        out = str(folder / f"{stem}{suffix}")
+        check_output(out, force=force, inputs=[*files, model_dir])
+        jobs.append((src, out))
+    if len({o for _, o in jobs}) < len(jobs):
+        raise UsageError(f"two inputs in {len(files)} files would write the same output name; "
+                         "predict them separately")
+    return jobs
+
+
+_WORKER_MODEL: Any = None
+
+
+def _predict_worker_init(model_dir: str) -> None:
+    """A process of ``predict --nproc``: one thread (the others are its siblings')."""
+    global _WORKER_MODEL
+    from .parallel import single_threaded
+    from .persistence import load
+
+    single_threaded().__enter__()  # for the life of this worker process
+    _WORKER_MODEL = load(model_dir)
+
+
+def _predict_worker(data: str, output: str, options: dict[str, Any]) -> int:
+    return _predict_file(_WORKER_MODEL, data, output, **options)
+
+
+def _predict_file(model: Any, data: str, output: str, *, proba: bool, intervals: bool,
+                  id_column: str | None, batch_size: int, sep: str | None,
+                  encoding: str | None) -> int:
+    """Predict one file into one output, batch by batch; returns the rows written."""
+    from .frames import check_unique_columns
+    from .io import TableWriter, iter_batches
+
     with TableWriter(output) as writer:
         for batch in iter_batches(data, batch_size=batch_size, sep=sep,
                                   column_types=_column_types(model), encoding=encoding):
@@ -500,11 +612,7 @@ def predict(
             if id_column is not None:
                 out.insert(0, id_column, batch[id_column].to_numpy())
             writer.write(out)
-    seconds = time.perf_counter() - start
-    if json_out:
-        _print_json({"output": str(output), "rows": writer.rows, "seconds": seconds})
-    else:
-        _console().print(f"wrote {writer.rows:,} rows to {output} ({seconds:.1f} s)", markup=False)
+    return int(writer.rows)
 
 
 def _column_types(model: Any) -> dict[str, Any]:

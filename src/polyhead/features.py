@@ -385,7 +385,17 @@ class FeatureEncoder:
                                    count=len(values))
             except TypeError:  # an unhashable value: the slow path names it
                 pass
-        return pd.Index(cats, dtype=object).get_indexer(pd.Index(values.tolist(), dtype=object))
+        if isinstance(column.dtype, pd.CategoricalDtype):  # one lookup per category, not per row
+            raw = column.cat.codes.to_numpy()
+            uniques: Any = column.cat.categories.tolist()
+        else:
+            try:
+                raw, uniques = pd.factorize(values)  # missing: -1
+            except TypeError:  # an unhashable value: the slow path names it
+                return pd.Index(cats, dtype=object).get_indexer(pd.Index(values.tolist(), dtype=object))
+            uniques = list(uniques)
+        mapping = np.append(pd.Index(cats, dtype=object).get_indexer(pd.Index(uniques, dtype=object)), -1)
+        return mapping[np.where(raw >= 0, raw, len(uniques))].astype(np.int64)
 
     @staticmethod
     def _numeric(name: str, column: pd.Series) -> np.ndarray:

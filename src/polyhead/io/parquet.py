@@ -25,7 +25,7 @@ import pandas as pd
 from ..exceptions import PolyheadError
 
 #: Rows per record batch read from a piece.
-BATCH_ROWS = 65_536
+BATCH_ROWS = 16_384
 
 
 @dataclass(frozen=True)
@@ -55,13 +55,19 @@ class ParquetSource:
         Target columns. None: the tasks' columns, from the estimator's ``tasks``.
     features : list of str or None, default=None
         Feature columns. None: every column that is not a target.
-    batch_rows : int, default=65536
+    batch_rows : int, default=16384
         Rows per record batch read.
     sample_rows : int, default=200000
         Rows of the uniform sample that pass 1 keeps for quantiles and scales
         (:mod:`polyhead.streaming`).
     buffer_rows : int, default=262144
         Rows of the shuffle buffer of pass 2: more mixes better and costs memory.
+    cache : bool, default=True
+        Write the encoded rows to a local directory during the first epoch and read them
+        back in later ones (much faster than parsing and encoding Parquet again; disk, not
+        memory). Skipped, with a warning, when the disk has less than twice their size free.
+    cache_dir : str or None, default=None
+        Where the cache goes (None: the system's temporary directory); removed after the fit.
 
     Attributes
     ----------
@@ -73,7 +79,8 @@ class ParquetSource:
 
     def __init__(self, path: Any, *, targets: Sequence[str] | None = None,
                  features: Sequence[str] | None = None, batch_rows: int = BATCH_ROWS,
-                 sample_rows: int = 200_000, buffer_rows: int = 262_144) -> None:
+                 sample_rows: int = 200_000, buffer_rows: int = 262_144, cache: bool = True,
+                 cache_dir: str | None = None) -> None:
         self.path = path
         self.targets = None if targets is None else [str(t) for t in targets]
         self.features = None if features is None else [str(f) for f in features]
@@ -82,6 +89,7 @@ class ParquetSource:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise PolyheadError(f"{name}={value!r} must be a positive integer")
         self.batch_rows, self.sample_rows, self.buffer_rows = batch_rows, sample_rows, buffer_rows
+        self.cache, self.cache_dir = bool(cache), None if cache_dir is None else str(cache_dir)
         self.files = _files(path)
         self.pieces, self.schema = self._scan()
         self.num_rows = sum(p.num_rows for p in self.pieces)
@@ -135,15 +143,24 @@ class ParquetSource:
             raise PolyheadError(f"{_describe(self.path)} has no feature columns besides the targets")
         return chosen
 
-    def batches(self, piece: Piece, columns: Sequence[str]) -> Iterator[pd.DataFrame]:
+    def text_columns(self, columns: Sequence[str]) -> list[str]:
+        """Those of ``columns`` that hold text (read as categories by :meth:`batches`)."""
+        import pyarrow as pa
+
+        return [c for c in columns if pa.types.is_string(self.schema.field(c).type)
+                or pa.types.is_large_string(self.schema.field(c).type)]
+
+    def batches(self, piece: Piece, columns: Sequence[str],
+                categorical: Sequence[str] = ()) -> Iterator[pd.DataFrame]:
         """The piece's rows as DataFrames of at most ``batch_rows`` rows, indexed by their row
-        number within the piece."""
+        number within the piece. Text columns named in ``categorical`` come as pandas
+        categoricals (Parquet's dictionary: no Python string per row)."""
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         offset = 0
         try:
-            handle = pq.ParquetFile(piece.path)
+            handle = pq.ParquetFile(piece.path, read_dictionary=list(categorical) or None)
             for batch in handle.iter_batches(batch_size=self.batch_rows, row_groups=[piece.row_group],
                                              columns=list(columns), use_threads=False):
                 frame = batch.to_pandas(strings_to_categorical=False)

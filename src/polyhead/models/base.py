@@ -72,9 +72,9 @@ class MultiTaskMixin:
         """X as a DataFrame with string column names, checked against what fit saw."""
         name = type(self).__name__
         if type(X).__name__ == "ParquetSource":
-            raise PolyheadError(f"{name} cannot train from a stream; only MultiTaskNet can. Read "
-                                "it into memory (frame = source.read(); fit(frame[features], "
-                                "frame[targets])) or use MultiTaskNet")
+            raise PolyheadError(f"{name} cannot train from a stream; MultiTaskNet and "
+                                "MultiTaskGBM(backend='xgboost') can. Read it into memory (frame "
+                                "= source.read(); fit(frame[features], frame[targets]))")
         if _is_sparse(X):
             raise TypeError(f"{name} does not accept sparse input; pass a dense array "
                             "(X.toarray()) or a DataFrame")

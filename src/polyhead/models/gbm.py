@@ -84,7 +84,9 @@ class MultiTaskGBM(SklearnMultiTask):
     ``"xgboost"`` grows multi-output trees (``multi_strategy="multi_output_tree"``) for several
     regression tasks at once when their labels are missing together, and one booster per output
     otherwise. Every booster early-stops on a validation split of its own rows (when it has at
-    least 100). Missing labels: rows are dropped per booster.
+    least 100). Missing labels: rows are dropped per booster. With ``backend="xgboost"``,
+    ``fit(ParquetSource(...))`` trains out of core through XGBoost's external memory
+    (:mod:`polyhead.models.gbm_streaming`).
 
     Parameters
     ----------
@@ -267,6 +269,12 @@ class MultiTaskGBM(SklearnMultiTask):
         model.fit(F[train], y_train, sample_weight=None if weight is None else weight[train],
                   eval_set=eval_set, sample_weight_eval_set=sample_weight_eval_set, verbose=False)
         return BoosterUnit("xgboost", model.get_booster(), classes)
+
+    def _fit_source(self, source: Any) -> None:
+        """Out of core with ``backend="xgboost"`` (:mod:`polyhead.models.gbm_streaming`)."""
+        from .gbm_streaming import fit_source
+
+        fit_source(self, source)
 
     def _unit_to_bytes(self, model: Any) -> tuple[str, bytes]:
         if isinstance(model, BoosterUnit):

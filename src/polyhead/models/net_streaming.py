@@ -25,26 +25,8 @@ from .. import distributed
 from ..exceptions import PolyheadError
 from ..features import FeatureEncoder
 from ..io.parquet import ParquetSource
-from ..streaming import ShuffleBuffer, summarise
-from ..tasks import _as_task_list
+from ..streaming import EncodedCache, ShuffleBuffer, plan_source, prefetch
 from .base import training_weights
-
-#: With fewer pieces than this, validation rows are drawn within pieces.
-MIN_PIECES_TO_HOLD_OUT = 10
-
-
-def target_columns(net: Any, source: ParquetSource) -> list[str]:
-    if net.tasks is None and source.targets is None:
-        raise PolyheadError("fit(source) needs its targets: give tasks= to the estimator or "
-                            "ParquetSource(..., targets=[...])")
-    names = source.targets if source.targets is not None else source.columns
-    tasks = _as_task_list(net.tasks, list(names))
-    return list(dict.fromkeys(c for t in tasks for c in t.source_columns))
-
-
-def _valid_rows(seed: int, piece: Any, fraction: float) -> np.ndarray:
-    """Row mask of a piece's validation rows (drawn within pieces)."""
-    return np.random.default_rng([seed, piece.index, 1 << 20]).random(piece.num_rows) < fraction
 
 
 def fit_source(net: Any, source: ParquetSource) -> None:
@@ -53,37 +35,15 @@ def fit_source(net: Any, source: ParquetSource) -> None:
 
     from .net import _torch_session
 
-    rank, world = distributed.rank(), distributed.world_size()
-    if world > 1 and (not isinstance(net.weighting, str) or net.weighting not in ("equal", "dwa")):
+    if distributed.world_size() > 1 and (not isinstance(net.weighting, str)
+                                         or net.weighting not in ("equal", "dwa")):
         raise PolyheadError(f"weighting={net.weighting!r} is not available in a distributed fit "
                             "(its state is per process); use 'equal' or 'dwa'")
-    targets = target_columns(net, source)
-    features = source.feature_columns(targets)
-    seed = net.random_state
-    if seed is None:  # every rank must draw the same
-        seed = distributed.all_gather(int(np.random.default_rng().integers(2**31)))[0]
-    pieces = source.pieces
     fraction = net.validation_fraction
-    by_piece = len(pieces) >= MIN_PIECES_TO_HOLD_OUT and fraction > 0
-    if by_piece:
-        n_valid = max(1, math.floor(len(pieces) * fraction))
-        chosen = set(np.random.default_rng(seed).permutation(len(pieces))[:n_valid].tolist())
-        train_pieces = [p for p in pieces if p.index not in chosen]
-        valid_pieces = [p for p in pieces if p.index in chosen]
-    else:
-        train_pieces, valid_pieces = list(pieces), []
-    if len(train_pieces) < world:
-        raise PolyheadError(f"{world} processes need at least {world} training row groups; the "
-                            f"source has {len(train_pieces)} (write it with smaller row groups, "
-                            "e.g. pyarrow's row_group_size)")
-
-    # -- pass 1: statistics, merged over ranks ----------------------------------------------
-    summary = summarise(source, pieces[rank::world], features, targets,
-                        sample_rows=source.sample_rows, seed=seed)
-    parts = distributed.all_gather(summary)
-    summary = parts[0]
-    for other in parts[1:]:
-        summary.merge(other)
+    plan = plan_source(net, source, fraction)
+    rank, world, seed, by_piece = plan.rank, plan.world, plan.seed, plan.by_piece
+    features, targets, summary = plan.features, plan.targets, plan.summary
+    valid_pieces = plan.valid_pieces
     sample = summary.fitting_frame()
     Xs, ys = sample[features], sample[targets]
     net._prepare_fit(Xs, ys)
@@ -92,7 +52,6 @@ def fit_source(net: Any, source: ParquetSource) -> None:
     net._prepare_training(net.features_.transform(Xs), seed=seed)
     net.world_size_, net.streamed_ = world, True
     net.rows_seen_ = summary.rows
-    columns = list(dict.fromkeys([*features, *targets]))
 
     def encode(frame: pd.DataFrame) -> list[np.ndarray]:
         x = net.features_.transform(frame[features])
@@ -113,12 +72,12 @@ def fit_source(net: Any, source: ParquetSource) -> None:
             t[key] = (v, None if bool((w == 1).all()) else w)
         return x, t
 
-    my_train = train_pieces[rank::world]
+    my_train = plan.my_train
     if by_piece:
         local_rows = sum(p.num_rows for p in my_train)
     else:
-        local_rows = sum(int((~_valid_rows(seed, p, fraction)).sum()) if fraction > 0 else p.num_rows
-                         for p in my_train)
+        local_rows = sum(p.num_rows - int(m.sum()) if (m := plan.valid_mask(p)) is not None
+                         else p.num_rows for p in my_train)
     batch = net._batch_size(distributed.all_min(local_rows) * world)
     net.batch_size_ = batch
     # every rank takes the same number of steps: the fewest any rank has full batches for
@@ -132,8 +91,9 @@ def fit_source(net: Any, source: ParquetSource) -> None:
     kept_valid: list[list[np.ndarray]] = []
     if not by_piece and fraction > 0:
         for p in my_train:
-            mask = _valid_rows(seed, p, fraction)
-            for frame in source.batches(p, columns):
+            mask = plan.valid_mask(p)
+            assert mask is not None  # rows are drawn within pieces
+            for frame in plan.frames(p):
                 rows = mask[frame.index.to_numpy()]
                 if rows.any():
                     kept_valid.append(encode(frame[rows]))
@@ -143,6 +103,22 @@ def fit_source(net: Any, source: ParquetSource) -> None:
     def to_device(arrays: list[np.ndarray]) -> list[Any]:
         return [torch.from_numpy(np.ascontiguousarray(a)).to(device) for a in arrays]
 
+    def piece_chunks(piece: Any) -> Any:
+        """A training piece's rows, encoded (its validation rows left out)."""
+        mask = plan.valid_mask(piece)
+        for frame in plan.frames(piece):
+            arrays = encode(frame)
+            if mask is not None:
+                keep = ~mask[frame.index.to_numpy()]
+                arrays = [a[keep] for a in arrays]
+            if len(arrays[0]):
+                yield arrays
+
+    def valid_chunks(piece: Any) -> Any:
+        return (encode(frame) for frame in plan.frames(piece))
+
+    row_bytes = sum(a[:1].nbytes for a in encode(sample.head(1)))
+    cache = _cache(source, net.max_epochs, row_bytes * sum(p.num_rows for p in my_train + valid_pieces[rank::world]))
     epoch = 0
     own = net._own_batches
     k = net.n_ensemble_
@@ -191,18 +167,18 @@ def fit_source(net: Any, source: ParquetSource) -> None:
                 sizes.append(stop - start)
                 done += 1
 
-        for piece in order:
-            mask = None if by_piece or fraction == 0 else _valid_rows(seed, piece, fraction)
-            for frame in source.batches(piece, columns):
-                if mask is not None:
-                    frame = frame[~mask[frame.index.to_numpy()]]
-                if len(frame):
-                    for block in buffer.add(encode(frame)):
-                        steps_from(block, last=False)
+        def chunks() -> Any:
+            for piece in order:
+                fresh = piece_chunks(piece)
+                yield from (fresh if cache is None else cache.chunks(piece.index, fresh, source.batch_rows))
+
+        # reading and encoding run beside the training steps when a CPU is free for them
+        with prefetch(chunks(), enabled=prefetching) as incoming:
+            for arrays in incoming:
+                for block in buffer.add(arrays):
+                    steps_from(block, last=False)
                 if done >= steps:
                     break
-            if done >= steps:
-                break
         for block in buffer.drain():
             steps_from(block, last=True)
         if carry is not None and done < steps:
@@ -227,26 +203,55 @@ def fit_source(net: Any, source: ParquetSource) -> None:
         for arrays in kept_valid:
             add(arrays)
         for piece in valid_pieces[rank::world]:
-            for frame in source.batches(piece, columns):
-                add(encode(frame))
+            fresh = valid_chunks(piece)
+            for arrays in (fresh if cache is None else cache.chunks(piece.index, fresh, source.batch_rows)):
+                add(arrays)
         both = distributed.all_sum(torch.cat([totals[:-1], counts]))
         n = len(net.task_states_)
         return both[:n] / both[n:].clamp_min(1e-12)
 
+    from ..parallel import available_cpus
+
     threads = net.n_threads
     if threads is None and world > 1:
-        from ..parallel import available_cpus
-
         threads = max(1, available_cpus() // world)
-    with _torch_session(seed, net._threads_for(batch) if threads is None else threads):
-        net._build()
-        forward = None
-        if world > 1:
-            from torch.nn.parallel import DistributedDataParallel
+    # a reader thread beside the training steps, when the steps leave a CPU free for it
+    prefetching = (threads or net._threads_for(batch)) < available_cpus() // max(1, world) or \
+        (world > 1 and available_cpus() > world)
+    try:
+        with _torch_session(seed, net._threads_for(batch) if threads is None else threads):
+            net._build()
+            forward = None
+            if world > 1:
+                from torch.nn.parallel import DistributedDataParallel
 
-            forward = DistributedDataParallel(net.module_, forward_sync_buffers=False)
-        net.train_epochs(train, valid if has_valid else None, forward=forward)
+                forward = DistributedDataParallel(net.module_, forward_sync_buffers=False)
+            net.train_epochs(train, valid if has_valid else None, forward=forward)
+    finally:
+        if cache is not None:
+            cache.close()
     net.validation_indices_ = np.arange(0)
+
+
+def _cache(source: ParquetSource, epochs: int, need: int) -> EncodedCache | None:
+    """An encoded cache of ``need`` bytes, when the source allows one and the disk has twice
+    that free; otherwise None, with a warning saying why."""
+    import shutil
+    import tempfile
+    import warnings
+
+    from ..exceptions import PolyheadWarning
+
+    if not source.cache or epochs < 2:
+        return None
+    directory = source.cache_dir or tempfile.gettempdir()
+    free = shutil.disk_usage(directory).free
+    if 2 * need > free:
+        warnings.warn(f"not caching the encoded rows ({need / 2**30:.1f} GiB) in {directory}: "
+                      f"{free / 2**30:.1f} GiB free; each epoch parses the Parquet files again "
+                      "(ParquetSource(cache_dir=...) names another place)", PolyheadWarning, stacklevel=3)
+        return None
+    return EncodedCache(directory)
 
 
 def _labelled(net: Any, arrays: list[np.ndarray]) -> list[float]:

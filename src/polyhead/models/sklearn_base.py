@@ -130,20 +130,21 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
                                      "max_categories": [P.Interval(int, 1, None)]}
     max_categories: int
 
-    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> Any:
+    def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit on features ``X`` and targets ``y`` (one column per task).
 
         ``sample_weight``: one weight per row, or a DataFrame shaped like ``y`` with a weight
         per row and target column.
         """
         self._check_params()
+        if type(X).__name__ == "ParquetSource":
+            if y is not None or sample_weight is not None:
+                raise PolyheadError("fit(source): a ParquetSource holds its own targets; pass no "
+                                    "y (and sample weights are not available when streaming)")
+            self._fit_source(X)
+            return self
         Xf, yf = self._prepare_fit(X, y, sample_weight)
-        for state in self.task_states_:
-            needed = {s.objective for s in state.slots(yf.iloc[:0])}
-            missing = sorted(needed - set(self.objectives))
-            if missing:
-                raise PolyheadError(f"{type(self).__name__} cannot fit task {state.name!r} "
-                                    f"({state.kind}): it has no {missing[0]} objective")
+        self._check_objectives(yf)
         self.features_ = FeatureEncoder(numeric="standard" if self._standardize_features else "none",
                                         max_categories=self.max_categories).fit(Xf)
         F = self.features_.transform(Xf)
@@ -153,6 +154,21 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
                                        for task, s in pairs]
         self.units_ = self._fit_units(F, slots)
         return self
+
+    def _check_objectives(self, y: pd.DataFrame) -> None:
+        for state in self.task_states_:
+            needed = {s.objective for s in state.slots(y.iloc[:0])}
+            missing = sorted(needed - set(self.objectives))
+            if missing:
+                raise PolyheadError(f"{type(self).__name__} cannot fit task {state.name!r} "
+                                    f"({state.kind}): it has no {missing[0]} objective")
+
+    def _fit_source(self, source: Any) -> None:
+        """Training from a :class:`~polyhead.io.ParquetSource` (families that can stream
+        override this)."""
+        raise PolyheadError(f"{type(self).__name__} cannot train from a stream; MultiTaskNet and "
+                            "MultiTaskGBM(backend='xgboost') can. Read it into memory (frame = "
+                            "source.read(); fit(frame[features], frame[targets]))")
 
     def _groups(self, slots: list[Slot]) -> list[list[Slot]]:
         return [[s] for s in slots]

@@ -10,6 +10,8 @@ probability at least ``1 - alpha``, whatever the model, if rows are exchangeable
   Each task's scores become their rank among that task's calibration scores (a p-value scale
   shared by all tasks), a row's joint score is the largest rank over the tasks it has labels
   for, and the joint threshold is mapped back to a threshold per task (the max-rank method).
+  A calibration score's rank counts one more than the scores below it (the new row's may be
+  too), which keeps the guarantee exact rather than approximate.
   Rows with missing labels count with the tasks they have, so the guarantee holds for new rows
   labelled like the calibration rows (all tasks of a fully labelled row are covered a little
   less often when calibration rows lacked some labels).
@@ -17,7 +19,8 @@ probability at least ``1 - alpha``, whatever the model, if rows are exchangeable
 * ``method="cv"``: K fold models; every row is a calibration row (out of fold), and predictions
   average the K models (cross-conformal; slightly conservative).
 * Regression and count scores can be normalised by a difficulty estimate (``normalize=``):
-  by default the ensemble members' spread for a ``MultiTaskNet(n_ensemble > 1)``.
+  by default the ensemble members' spread for a ``MultiTaskNet(n_ensemble > 1)``, plus a
+  per-task constant chosen on the calibration rows (``scale_offsets_``, saved with the model).
 * ``calibrate=True`` temperature-scales class probabilities on the calibration rows first (see
   :class:`Calibrated`).
 """
@@ -144,6 +147,7 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
             raise PolyheadError(f"groups={self.groups!r} is not a column of X")
         template = per_task_template(self.estimator, self.random_state)
         tasks = [t.task for t in self.task_states_]
+        self.scale_offsets_: dict[str, float] | None = None  # calibration reads the raw spread
         n = len(Xf)
         rng = np.random.default_rng(self.random_state)
         if self.method == "split":
@@ -186,6 +190,14 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
                               if self.calibrate else {})
         outputs = self._tempered(outputs)
         outputs = conditions.apply(self.task_states_, outputs)
+        self.scale_offsets_ = {}
+        if self._normalizer(self.estimators_[0]) == "spread":
+            for t in self.task_states_:
+                spread = scales[t.name]
+                if spread is not None:
+                    offset = self._choose_offset(t, y_cal, outputs[t.name], spread)
+                    self.scale_offsets_[t.name] = offset
+                    scales[t.name] = spread + offset
         self.scores_ = {t.name: t.conformity(y_cal, outputs[t.name], scales[t.name],
                                              self._method_for(t))
                         for t in self.task_states_}
@@ -193,6 +205,36 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
                         Xf[self.groups].iloc[rows].astype(str).to_numpy())
         self.thresholds_ = self._thresholds(self.alpha)
         return self
+
+    #: Offsets tried, in units of the median calibration spread: from nearly pure spread
+    #: normalisation to, in effect, none (a constant scale).
+    OFFSETS = (1e-3, 0.1, 0.3, 1.0, 3.0, 1e3)
+
+    def _choose_offset(self, state: Any, y: pd.DataFrame, outputs: np.ndarray, spread: np.ndarray) -> float:
+        """The constant added to the ensemble's spread before it scales a task's intervals.
+
+        A spread near zero on some rows makes their intervals needlessly narrow and every other
+        row's wider; a large offset gives plain absolute intervals. Chosen per task by the mean
+        width at ``alpha`` on half of the calibration rows with the threshold from the other
+        half, both ways round (the thresholds are then set on all of them): pure spread won
+        where members disagree in proportion to the error, the offset elsewhere
+        (``benchmarks/uncertainty.py``)."""
+        median = float(np.median(spread)) + 1e-12
+        method = self._method_for(state)
+        probe = state.conformity(y, outputs, spread + median, method)
+        labelled = np.flatnonzero(~np.isnan(probe))
+        if len(labelled) < 40:
+            return 1e-3 * median
+        perm = np.random.default_rng(self.random_state).permutation(labelled)
+        halves = (perm[: len(perm) // 2], perm[len(perm) // 2:])
+        widths = []
+        for factor in self.OFFSETS:
+            scale = spread + factor * median
+            scores = state.conformity(y, outputs, scale, method)
+            width = sum(float(np.quantile(scores[a], 1 - self.alpha)) * float(scale[b].mean())
+                        for a, b in (halves, halves[::-1]))
+            widths.append(width)
+        return float(self.OFFSETS[int(np.argmin(widths))] * median)
 
     def _method_for(self, state: Any) -> str:
         methods = state.conformal_methods
@@ -244,7 +286,13 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
             for t in self.task_states_:
                 if t.point_value:
                     spread = members[t.name].std(axis=0)
-                    scales[t.name] = spread + 1e-3 * (np.median(spread) + 1e-12)
+                    offsets = getattr(self, "scale_offsets_", None)
+                    if offsets is None:  # calibrating: the raw spread (offsets come next)
+                        scales[t.name] = spread
+                    elif t.name in offsets:
+                        scales[t.name] = spread + offsets[t.name]
+                    else:  # a file from before fitted offsets
+                        scales[t.name] = spread + 1e-3 * (np.median(spread) + 1e-12)
         elif how == "residual" and residual:
             F = model.feature_encoder().transform(X)
             for name, reg in residual.items():
@@ -294,7 +342,13 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
                 col = s[:, j] if s.ndim == 2 else s
                 if np.isnan(col).all():
                     raise PolyheadError(f"task {t.name!r}{where} has no calibration labels")
-                columns.append((t.name, j, col, _ranks(col, col)))
+                # A calibration score's rank counts the other calibration scores below it, plus
+                # one: the new row's score may lie below it too. Without that one, a new row
+                # (ranked against all n calibration scores) ranks a little higher than the rows
+                # that set the threshold, and with many tasks the max over them fell short of
+                # 1 - alpha (0.767 at alpha 0.2 on benchmarks/uncertainty.py's sets).
+                n = int((~np.isnan(col)).sum())
+                columns.append((t.name, j, col, _ranks(col, col) + 1.0 / (n + 1)))
         ranks = np.column_stack([c[3] for c in columns])
         observed = ~np.isnan(ranks).all(axis=1)
         joint = np.where(observed, np.nanmax(np.where(np.isnan(ranks), -np.inf, ranks), axis=1), np.nan)
@@ -435,6 +489,11 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         groups = manifest.get("groups")
         if groups is not None and not (isinstance(groups, list) and all(isinstance(g, str) for g in groups)):
             raise ModelFileError("invalid groups")
+        offsets = manifest.get("scale_offsets")
+        if offsets is not None and not (isinstance(offsets, dict) and set(offsets) <= set(names) and all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+                for v in offsets.values())):
+            raise ModelFileError("invalid scale_offsets")
         residual = manifest.get("residual_tasks", [])
         if not (isinstance(residual, list) and len(residual) in (0, len(subs)) and all(
                 isinstance(r, list) and set(r) <= set(names) for r in residual)):
@@ -442,6 +501,7 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
 
     def _extra_state(self) -> dict[str, Any]:
         return {"thresholds": self.thresholds_, "temperatures": self.temperatures_,
+                "scale_offsets": self.scale_offsets_,
                 "groups": None if self.groups_ is None else self.groups_.tolist(),
                 "residual_tasks": [sorted(r) for r in self.residual_models_]}
 
@@ -467,6 +527,7 @@ class Conformal(CompositeMixin, MultiTaskMixin, BaseEstimator):
         self.scores_ = {t.name: tensors[f"scores/{t.name}"] for t in self.task_states_}
         self.thresholds_ = manifest["thresholds"]
         self.temperatures_ = manifest.get("temperatures") or {}
+        self.scale_offsets_ = manifest.get("scale_offsets")  # None: a file from before them
         groups = manifest.get("groups")
         self.groups_ = None if groups is None else np.asarray(groups, dtype=object)
         self.residual_models_ = [

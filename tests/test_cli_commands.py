@@ -217,6 +217,18 @@ def test_internal_error_exit_code_and_debug(monkeypatch, table, tmp_path, capsys
         main(["fit", str(data), "-t", "amount", "-o", str(tmp_path / "m"), "--debug"])
 
 
+def test_a_missing_optional_package_is_a_usage_error(monkeypatch, table, tmp_path, capsys):
+    import polyhead.io
+
+    def missing(*a, **k):
+        raise ImportError("reading this needs pyarrow: pip install 'polyhead[parquet]'")
+
+    monkeypatch.setattr(polyhead.io, "read_table", missing)
+    _, data = table
+    code, _, err = cli(capsys, "fit", data, "-t", "amount", "-o", tmp_path / "m")
+    assert code == 2 and err.startswith("error: ") and "pip install" in err
+
+
 def test_interrupted_write_leaves_nothing(tmp_path):
     from polyhead.io import TableWriter
 

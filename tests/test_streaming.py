@@ -247,7 +247,14 @@ def test_the_cli_streams_parquet_and_refuses_streaming_for_other_families(
     with pytest.raises(SystemExit) as done:
         main(["fit", str(folder), "-t", "amount", "-m", "forest", "--stream", "-o", str(tmp_path / "f")])
     assert done.value.code == 2
-    assert "train the net family only" in capsys.readouterr().err
+    assert "--stream trains the net family" in capsys.readouterr().err
+    pytest.importorskip("xgboost")
+    with pytest.raises(SystemExit) as done:  # boosting streams with backend=xgboost
+        main(["fit", str(folder), "-t", "amount", "-m", "gbm", "-p", "backend=xgboost", "-p",
+              "n_estimators=20", "--drop", "kind,level,t1,t2,t3", "-o", str(tmp_path / "g"), "--json"])
+    assert done.value.code in (0, None)
+    assert json.loads(capsys.readouterr().out)["streamed"] is True
+    assert polyhead.load(tmp_path / "g").predict(pd.read_parquet(folder / "part-0.parquet")).shape[0] == 200
     # forest reads a Parquet file into memory as before
     with pytest.raises(SystemExit) as done:
         main(["fit", str(folder / "part-0.parquet"), "-t", "amount", "-m", "forest", "-o",

@@ -290,13 +290,17 @@ def fit(
                                         and int(os.environ["WORLD_SIZE"]) > 1)
     if nproc < 1:
         raise UsageError(f"--nproc {nproc} must be at least 1")
-    if stream or nproc > 1 or torchrun or (_is_parquet(data) and model == "net" and conformal is None):
-        if model != "net" or conformal is not None:
-            raise UsageError("--stream, --nproc and torchrun train the net family only (without "
-                             "--conformal); the forest, gbm and linear families read the file into "
-                             "memory: drop --stream/--nproc")
-        _fit_stream(data, output, target, given, otherwise, target_prefix, features, drop, params,
-                    valid_fraction, seed, force, nproc, json_out)
+    streams = model == "net" or (model == "gbm" and params.get("backend") == "xgboost")
+    if stream or nproc > 1 or torchrun or (_is_parquet(data) and streams and conformal is None):
+        if not streams or conformal is not None:
+            raise UsageError("--stream trains the net family, and the gbm family with --param "
+                             "backend=xgboost (without --conformal); the forest, linear and other "
+                             "gbm backends read the file into memory: drop --stream/--nproc")
+        if model != "net" and (nproc > 1 or torchrun):
+            raise UsageError("--nproc and torchrun train the net family only; boosting streams "
+                             "on one process")
+        _fit_stream(data, output, target, given, otherwise, target_prefix, features, drop, cls,
+                    params, valid_fraction, seed, force, nproc, json_out)
         return
     frame = _read(data, sep=sep, encoding=encoding)
     tasks = _targets(frame, target, target_prefix, data, given, otherwise)
@@ -361,14 +365,14 @@ def _is_parquet(data: str) -> bool:
 
 
 def _fit_stream(data: str, output: str, target: list[str], given: list[str], otherwise: list[str],
-                prefix: str | None, features: list[str], drop: list[str], params: dict[str, Any],
-                valid_fraction: float, seed: int, force: bool, nproc: int, json_out: bool) -> None:
+                prefix: str | None, features: list[str], drop: list[str], cls: Any,
+                params: dict[str, Any], valid_fraction: float, seed: int, force: bool, nproc: int,
+                json_out: bool) -> None:
     """``fit`` from a Parquet source, on this process, on ``nproc`` or under torchrun."""
     import time
 
     from . import distributed
     from .io.parquet import ParquetSource
-    from .models.net import MultiTaskNet
     from .tasks import describe_tasks
 
     if not _is_parquet(data):
@@ -379,8 +383,11 @@ def _fit_stream(data: str, output: str, target: list[str], given: list[str], oth
     tasks = _targets(head, target, prefix, data, given, otherwise)
     target_cols = list(dict.fromkeys(c for t in tasks for c in t.source_columns))
     chosen = _choose_features(head, tasks, features, drop, data)
-    estimator = MultiTaskNet(tasks=tasks, **{"random_state": seed, **params})
-    estimator.set_params(validation_fraction=valid_fraction)
+    estimator = cls(tasks=tasks, **{"random_state": seed, **params})
+    if valid_fraction > 0 or "early_stopping" not in estimator.get_params():
+        estimator.set_params(validation_fraction=valid_fraction)
+    else:  # boosting: no held-out rows means no early stopping
+        estimator.set_params(early_stopping=False)
     start = time.perf_counter()
     args = (estimator, data, target_cols, chosen, output, force)
     if nproc > 1:
@@ -389,11 +396,21 @@ def _fit_stream(data: str, output: str, target: list[str], given: list[str], oth
 
         fitted = load(output)
     else:
-        with distributed.process_group(str(estimator.device)):
+        with distributed.process_group(str(getattr(estimator, "device", "cpu"))):
             fitted = _stream_worker(*args)
             if distributed.rank() != 0:
                 return
     seconds = time.perf_counter() - start
+    if not hasattr(fitted, "history_"):  # boosting: the tasks, then where it went
+        if json_out:
+            _print_json({"model_dir": str(output), "fit_seconds": seconds, "rows": int(source.num_rows),
+                         "world_size": 1, "streamed": True,
+                         "tasks": [t.task.to_dict() for t in fitted.task_states_]})
+            return
+        _print_table(describe_tasks(fitted.task_states_),
+                     f"Tasks ({source.num_rows} rows streamed, {len(chosen)} features)")
+        _console().print(f"saved to {output} ({seconds:.1f} s)", markup=False)
+        return
     best = next((r for r in fitted.history_ if r["epoch"] == fitted.best_epoch_), fitted.history_[-1])
     losses = best["valid"] or best["train"]
     label = "validation" if best["valid"] else "training"

@@ -3,15 +3,16 @@
 Times, per optimiser step on the tutorial configuration (abalone, a 20-10 ReLU trunk, a
 regression and a 29-class head, batch 32, one thread), in one process:
 
-* ``polyhead``: ``MultiTaskNet(**TUTORIAL)``'s own training loop (autograd);
+* ``polyhead``: ``MultiTaskNet(**TUTORIAL)``'s own training loop (the scripted epoch of
+  :mod:`polyhead.nn.fast_epoch`; ``--autograd`` turns it off);
 * ``plain loop``: the idiomatic PyTorch loop of ``benchmarks/run.py`` (TensorDataset,
   DataLoader, ``nn.Module``, ``torch.optim.Adam``);
 * ``hand-written``: the same network's forward and backward written out as matrix products,
   the losses' gradients too (MSE and softmax cross-entropy), and the fused AdamW kernel: no
-  autograd, no modules. It is what a step costs without autograd's and the modules' per-call
-  overhead, the floor a hand-written fast path for plain MLP trunks could reach.
+  autograd, no modules, in Python: what a step costs without autograd's and the modules'
+  per-call overhead but with the interpreter's.
 
-    python benchmarks/step_probe.py [--epochs 30]
+    python benchmarks/step_probe.py [--epochs 30] [--autograd]
 """
 
 from __future__ import annotations
@@ -111,13 +112,19 @@ def hand_written_step(epochs: int) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--autograd", action="store_true", help="polyhead without the scripted epoch")
     args = parser.parse_args()
+    if args.autograd:
+        from polyhead.nn import fast_epoch
+
+        fast_epoch.ENABLED = False
     plain = plain_step()
     ours = polyhead_step(args.epochs)
     hand = hand_written_step(args.epochs)
-    print(f"plain PyTorch DataLoader loop: {plain:.3f} ms/step")
-    print(f"polyhead (autograd):           {ours:.3f} ms/step  ({plain / ours:.1f}x the plain loop)")
-    print(f"hand-written, no autograd:     {hand:.3f} ms/step  ({plain / hand:.1f}x the plain loop)")
+    print(f"{'plain PyTorch DataLoader loop:':<31}{plain:.3f} ms/step")
+    label = "polyhead (autograd):" if args.autograd else "polyhead (scripted epoch):"
+    print(f"{label:<31}{ours:.3f} ms/step  ({plain / ours:.1f}x the plain loop)")
+    print(f"{'hand-written in Python:':<31}{hand:.3f} ms/step  ({plain / hand:.1f}x the plain loop)")
 
 
 if __name__ == "__main__":

@@ -218,6 +218,11 @@ class Kind:
         raise PolyheadError(f"ONNX export of the tree and linear families is not supported for "
                             f"{self.kind} tasks (task {self.name!r}); MultiTaskNet exports them")
 
+    def closed_form_loss(self) -> str | None:
+        """The loss as one of the closed forms :mod:`polyhead.nn.fast_epoch` differentiates by
+        hand ("squared_error", "logistic", "softmax"), or None (autograd trains it)."""
+        return None
+
     def stack_key(self) -> Any:
         """Tasks with the same (non-None) key may be trained as one block: their one-column
         heads, targets and weights side by side, their losses from one call to

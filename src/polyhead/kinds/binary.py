@@ -60,6 +60,9 @@ class Binary(ClassKind):
 
         return column_means(F.binary_cross_entropy_with_logits(raw, target, reduction="none"), weight)
 
+    def closed_form_loss(self) -> str | None:
+        return "logistic"
+
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         import torch
 

@@ -55,6 +55,9 @@ class Multiclass(ClassKind):
                                reduction="none")
         return masked_mean(flat, None if weight is None else weight.reshape(-1))
 
+    def closed_form_loss(self) -> str | None:
+        return "softmax"
+
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         import torch
 

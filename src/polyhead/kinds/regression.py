@@ -112,6 +112,9 @@ class Regression(Scaled):
             return masked_mean(F.huber_loss(pred, target, reduction="none"), weight)
         return masked_mean((pred - target).abs(), weight)
 
+    def closed_form_loss(self) -> str | None:
+        return "squared_error" if self.loss_name == "mse" else None
+
     def output(self, raw: torch.Tensor) -> torch.Tensor:
         return raw.squeeze(-1) * self.scale + self.mean
 

@@ -492,6 +492,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.optimizer_ = self.build_optimizer()
         scheduler = self.build_scheduler(self.optimizer_)
         self._forward = forward or (torch.compile(self.module_) if self.compile else self.module_)
+        self._fast: Any = False  # run_epoch's scripted path, decided on the first epoch
         generator = torch.Generator().manual_seed(self._seed)
         weights = torch.tensor([t.task.weight for t in self.task_states_], device=device)
         names = [t.name for t in self.task_states_]
@@ -535,7 +536,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.task_best_epochs_ = tracker.task_epochs(self.best_epoch_)
         self._snapshots = tracker.task_snapshots(self.best_epoch_)
         self.n_iter_ = len(self.history_)
-        del self._forward  # a compiled wrapper is not kept (nor saved) after training
+        if self._fast:  # its gradient buffers are not kept
+            for p in self.module_.parameters():
+                p.grad = None
+        del self._forward, self._fast  # a compiled wrapper is not kept (nor saved) after training
         self.module_.eval()
 
     def _snapshot(self) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -551,9 +555,21 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             self._printer(record, improved)
 
     def run_epoch(self, x: Any, targets: dict[str, tuple[Any, Any]], *, generator: Any) -> Any:
-        """One pass over the training rows in shuffled mini-batches; mean per-task losses."""
+        """One pass over the training rows in shuffled mini-batches; mean per-task losses.
+
+        A plain MLP trained on closed-form losses runs the whole epoch as one TorchScript call
+        with a hand-written backward pass (:mod:`polyhead.nn.fast_epoch`); anything else steps
+        through :meth:`train_step`."""
         import torch
 
+        fast = getattr(self, "_fast", None)
+        if fast is False:  # the first epoch of this fit decides
+            from ..nn import fast_epoch
+
+            fast = self._fast = (fast_epoch.FastEpoch(self) if fast_epoch.applies(self, self._forward)
+                                 else None)
+        if fast is not None:
+            return fast(x, targets, generator)
         self.module_.train()
         n = x.shape[0]
         k = self.n_ensemble_

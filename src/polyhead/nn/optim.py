@@ -60,6 +60,7 @@ class LeanAdamW(torch.optim.AdamW):
         if self._kernel is None:
             super().step()
             return
+        self._opt_called = True  # what the stock step tells learning-rate schedulers
         if self._lists is None:
             self._build()
         assert self._lists is not None

@@ -1,0 +1,179 @@
+"""Whole epochs in one TorchScript call, with a hand-written backward pass, for plain MLPs.
+
+On the tutorial configuration (a 20-10 ReLU trunk, a regression and a 29-class head, batch 32)
+a step through autograd and ``nn.Module`` cost 0.53 ms, of which the arithmetic is a small
+part: ``benchmarks/step_probe.py`` measured 0.23 ms for the same step written out by hand in
+Python, and the per-op cost of the Python interpreter is most of what is left. So for a network
+that is only linear layers with ReLU and one fused output layer, trained on losses with a
+closed-form gradient, the whole epoch runs as one TorchScript function:
+
+* forward ``z_l = a_{l-1} W_l^T + b_l``, ``a_l = relu(z_l)``, ``o = a_L W^T + b``;
+* each task's loss and its gradient with respect to its output columns, as its kind declares
+  (:meth:`polyhead.kinds.Kind.closed_form_loss`): squared error, logistic or softmax
+  cross-entropy, masked and weighted like the kinds' own losses (a weighted mean over the rows
+  with labels), times the task's weight (the ``"equal"`` loss weighting);
+* backward ``dW = g^T a``, ``db = sum(g)``, ``g_{l-1} = (g W) * (z_{l-1} > 0)``, into each
+  parameter's ``.grad``;
+* the fused AdamW kernel on the optimiser's own state (so schedulers, ``state_dict`` and a later
+  autograd step see the same optimiser).
+
+Mini-batches are the same slices of the same shuffle as the autograd loop's, and the result is
+deterministic for a seed. :func:`applies` says when this path is taken; anything else
+(embeddings, ensembles, norms, dropout, experts, task layers, other activations or losses,
+other loss weightings, ``torch.compile``, a distributed wrapper, a GPU) trains through autograd.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from .model import MultiTaskModule
+
+#: Set False to train every network through autograd (to compare the two paths).
+ENABLED = True
+#: Loss codes understood by the epoch function (what :meth:`Kind.closed_form_loss` returns).
+CODES = {"squared_error": 0, "logistic": 1, "softmax": 2}
+
+_EPOCH: Any = None
+
+
+def _script() -> Any:
+    """The epoch function, compiled once per process (about half a second)."""
+    global _EPOCH
+    if _EPOCH is None:
+        _EPOCH = torch.jit.script(_epoch)
+    return _EPOCH
+
+
+def applies(net: Any, forward: Any) -> bool:
+    """Whether ``net``'s module, optimiser and tasks can take the scripted epoch."""
+    from .optim import LeanAdamW
+    from .weighting.equal import Equal
+
+    module = net.module_
+    if not ENABLED or forward is not module or not isinstance(module, MultiTaskModule):
+        return False
+    if module.k != 1 or module.experts is not None or module.task_layers or not module.fused:
+        return False
+    if not getattr(module.inputs, "identity", False) or type(net.weighting_) is not Equal:
+        return False
+    if type(net.optimizer_) is not LeanAdamW or getattr(net.optimizer_, "_kernel", None) is None:
+        return False
+    if any(g["amsgrad"] or g["maximize"] for g in net.optimizer_.param_groups):
+        return False
+    if next(module.parameters()).device.type != "cpu":
+        return False
+    layers = list(module.trunk)
+    return (len(layers) % 2 == 0 and all(type(m) is nn.Linear for m in layers[0::2])
+            and all(type(m) is nn.ReLU for m in layers[1::2]) and type(module.out) is nn.Linear
+            and all(t.closed_form_loss() in CODES for t in net.task_states_))
+
+
+class FastEpoch:
+    """``epoch(x, targets, generator)``: one epoch, returning the mean per-task losses (as
+    :meth:`MultiTaskNet.run_epoch` does)."""
+
+    def __init__(self, net: Any) -> None:
+        self.net = net
+        module = net.module_
+        linear = [m for m in module.trunk if isinstance(m, nn.Linear)] + [module.out]
+        self.params = [t for m in linear for t in (m.weight, m.bias)]
+        for p in self.params:  # written in place by the epoch function
+            p.grad = torch.zeros_like(p)
+        self.heads = [[module.spans[t.name][0], module.spans[t.name][1], CODES[t.closed_form_loss()]]
+                      for t in net.task_states_]
+        self.task_weights = [float(w) for w in net.weighting_.task_weights.tolist()]
+        self.epoch = _script()
+
+    def __call__(self, x: torch.Tensor, targets: dict[str, tuple[Any, Any]], generator: Any) -> torch.Tensor:
+        from ..models.net import _task_targets
+
+        net = self.net
+        net.module_.train()
+        per_task = _task_targets(getattr(net, "_units", None), targets)
+        values, weights = [], []
+        for t in net.task_states_:
+            v, w = per_task[t.name]
+            values.append(v if v.dtype == torch.int64 else v.to(torch.float32))
+            weights.append(torch.ones(v.shape[0], dtype=torch.float32) if w is None else w.to(torch.float32))
+        perm = torch.randperm(x.shape[0], generator=generator)
+        opt = net.optimizer_
+        opt._opt_called = True  # the optimiser steps in the epoch: schedulers may follow
+        if opt._lists is None:
+            opt._build()
+        groups = []
+        for group, (params, avgs, sqs, steps) in zip(opt.param_groups, opt._lists, strict=True):
+            if params:
+                groups.append((params, [p.grad for p in params], avgs, sqs, steps,
+                               float(group["lr"]), float(group["weight_decay"]),
+                               float(group["betas"][0]), float(group["betas"][1]), float(group["eps"])))
+        with torch.no_grad():  # every gradient is written by hand
+            return self.epoch(x, perm, int(net.batch_size_), self.params, [p.grad for p in self.params],
+                              self.heads, values, weights, self.task_weights, groups)
+
+
+def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, params: list[torch.Tensor],
+           grads: list[torch.Tensor], heads: list[list[int]], values: list[torch.Tensor], weights: list[torch.Tensor],
+           task_weights: list[float],
+           groups: list[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
+                              list[torch.Tensor], list[torch.Tensor], float, float, float, float,
+                              float]]) -> torch.Tensor:
+    xs = x[perm]
+    ys = [v[perm] for v in values]
+    ws = [w[perm] for w in weights]
+    n = xs.shape[0]
+    n_layers = len(params) // 2 - 1
+    totals = torch.zeros(len(heads), dtype=torch.float32)
+    for start in range(0, n, batch):
+        stop = min(start + batch, n)
+        a = xs[start:stop]
+        inputs: list[torch.Tensor] = []
+        pre: list[torch.Tensor] = []
+        for i in range(n_layers):
+            inputs.append(a)
+            z = torch.addmm(params[2 * i + 1], a, params[2 * i].t())
+            pre.append(z)
+            a = torch.relu(z)
+        o = torch.addmm(params[-1], a, params[-2].t())
+        g = torch.zeros_like(o)
+        losses = torch.zeros(len(heads), dtype=torch.float32)
+        for j in range(len(heads)):
+            lo, hi, code = heads[j][0], heads[j][1], heads[j][2]
+            w = ws[j][start:stop]
+            inv = 1.0 / w.sum().clamp_min(1e-12)  # each loss: a weighted mean over labelled rows
+            step = w * (inv * task_weights[j])  # its share of the total, per row
+            y = ys[j][start:stop]
+            if code == 0:  # squared error, on the standardised target
+                d = o[:, lo] - y
+                losses[j] = (w * d * d).sum() * inv
+                g[:, lo] = 2.0 * d * step
+            elif code == 1:  # logistic
+                z = o[:, lo]
+                losses[j] = (w * (torch.nn.functional.softplus(z) - y * z)).sum() * inv
+                g[:, lo] = (torch.sigmoid(z) - y) * step
+            else:  # softmax cross-entropy; a missing label (code -1) has weight 0
+                logp = torch.log_softmax(o[:, lo:hi], dim=1)
+                cls = y.clamp_min(0).unsqueeze(1)
+                losses[j] = -(w * logp.gather(1, cls).squeeze(1)).sum() * inv
+                p = logp.exp()
+                p.scatter_add_(1, cls, -torch.ones(cls.shape, dtype=p.dtype))
+                g[:, lo:hi] = p * step.unsqueeze(1)
+        totals += losses * float(stop - start)
+        torch.mm(g.t(), a, out=grads[-2])
+        torch.sum(g, 0, out=grads[-1])
+        g = g.mm(params[-2])
+        for i in range(n_layers - 1, -1, -1):
+            g = g * (pre[i] > 0)
+            torch.mm(g.t(), inputs[i], out=grads[2 * i])
+            torch.sum(g, 0, out=grads[2 * i + 1])
+            if i > 0:
+                g = g.mm(params[2 * i])
+        for group in groups:
+            torch._foreach_add_(group[4], 1)
+            torch._fused_adamw_(group[0], group[1], group[2], group[3], [], group[4], lr=group[5],
+                                beta1=group[7], beta2=group[8], weight_decay=group[6], eps=group[9],
+                                amsgrad=False, maximize=False)
+    return totals / float(n)

@@ -34,6 +34,8 @@ def fit(monkeypatch: pytest.MonkeyPatch, enabled: bool, X: pd.DataFrame, y: pd.D
     {"weight_decay": 1e-3, "lr_schedule": "cosine", "batch_size": 50},
     {"hidden": (12, 8, 6), "validation_fraction": 0.0, "early_stopping": False},
     {"tasks": {"amount": polyhead.Task("amount", weight=3.0), "kind": "binary", "level": "multiclass"}},
+    {"n_ensemble": 3},  # packed members, each its own shuffle
+    {"n_ensemble": 4, "hidden": (8,), "weight_decay": 1e-3},
 ])
 def test_the_scripted_epoch_trains_as_autograd_does(monkeypatch, options):
     X, y = make_mixed(400, missing=0.25)  # missing labels in every task
@@ -61,7 +63,7 @@ def test_it_is_deterministic_and_survives_saving(monkeypatch, tmp_path):
 
 
 @pytest.mark.parametrize("options", [
-    {"n_ensemble": 2}, {"dropout": 0.1}, {"norm": "layer"}, {"activation": "gelu"},
+    {"n_ensemble": 2, "ensemble": "batch"}, {"dropout": 0.1}, {"norm": "layer"}, {"activation": "gelu"},
     {"numeric_embedding": "ple"}, {"head_hidden": (8,)}, {"experts": 2}, {"weighting": "dwa"},
     {"tasks": {"amount": polyhead.Task("amount", loss="huber"), "kind": "binary"}},
     {"tasks": {"amount": "regression", "tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}},

@@ -1,4 +1,5 @@
-"""Whole epochs in one TorchScript call, with a hand-written backward pass, for plain MLPs.
+"""Whole epochs in one TorchScript call, with a hand-written backward pass, for plain MLPs
+and packed ensembles of them.
 
 On the tutorial configuration (a 20-10 ReLU trunk, a regression and a 29-class head, batch 32)
 a step through autograd and ``nn.Module`` cost 0.53 ms, of which the arithmetic is a small
@@ -14,12 +15,15 @@ closed-form gradient, the whole epoch runs as one TorchScript function:
   with labels), times the task's weight (the ``"equal"`` loss weighting);
 * backward ``dW = g^T a``, ``db = sum(g)``, ``g_{l-1} = (g W) * (z_{l-1} > 0)``, into each
   parameter's ``.grad``;
+* a packed ensemble (``n_ensemble=K``, ``ensemble="packed"``) does the same with batched
+  products, ``(K, batch, features)``, every member on its own shuffle, each member's gradient
+  that of its own loss (as :meth:`MultiTaskNet.train_step` scales it);
 * the fused AdamW kernel on the optimiser's own state (so schedulers, ``state_dict`` and a later
   autograd step see the same optimiser).
 
 Mini-batches are the same slices of the same shuffle as the autograd loop's, and the result is
 deterministic for a seed. :func:`applies` says when this path is taken; anything else
-(embeddings, ensembles, norms, dropout, experts, task layers, other activations or losses,
+(embeddings, shared-weight ensembles, norms, dropout, experts, task layers, other activations or losses,
 other loss weightings, ``torch.compile``, a distributed wrapper, a GPU) trains through autograd.
 """
 
@@ -56,7 +60,9 @@ def applies(net: Any, forward: Any) -> bool:
     module = net.module_
     if not ENABLED or forward is not module or not isinstance(module, MultiTaskModule):
         return False
-    if module.k != 1 or module.experts is not None or module.task_layers or not module.fused:
+    if module.experts is not None or module.task_layers or not module.fused:
+        return False
+    if module.k > 1 and not net._own_batches:  # shared-weight (batch) ensembles: autograd
         return False
     if not getattr(module.inputs, "identity", False) or type(net.weighting_) is not Equal:
         return False
@@ -66,9 +72,12 @@ def applies(net: Any, forward: Any) -> bool:
         return False
     if next(module.parameters()).device.type != "cpu":
         return False
+    from .layers import PackedLinear
+
+    linear = nn.Linear if module.k == 1 else PackedLinear
     layers = list(module.trunk)
-    return (len(layers) % 2 == 0 and all(type(m) is nn.Linear for m in layers[0::2])
-            and all(type(m) is nn.ReLU for m in layers[1::2]) and type(module.out) is nn.Linear
+    return (len(layers) % 2 == 0 and all(type(m) is linear for m in layers[0::2])
+            and all(type(m) is nn.ReLU for m in layers[1::2]) and type(module.out) is linear
             and all(t.closed_form_loss() in CODES for t in net.task_states_))
 
 
@@ -79,7 +88,8 @@ class FastEpoch:
     def __init__(self, net: Any) -> None:
         self.net = net
         module = net.module_
-        linear = [m for m in module.trunk if isinstance(m, nn.Linear)] + [module.out]
+        linear = [m for m in module.trunk if not isinstance(m, nn.ReLU)] + [module.out]
+        self.k = int(module.k)
         self.params = [t for m in linear for t in (m.weight, m.bias)]
         for p in self.params:  # written in place by the epoch function
             p.grad = torch.zeros_like(p)
@@ -99,7 +109,11 @@ class FastEpoch:
             v, w = per_task[t.name]
             values.append(v if v.dtype == torch.int64 else v.to(torch.float32))
             weights.append(torch.ones(v.shape[0], dtype=torch.float32) if w is None else w.to(torch.float32))
-        perm = torch.randperm(x.shape[0], generator=generator)
+        n = x.shape[0]
+        if self.k == 1:
+            perm = torch.randperm(n, generator=generator)
+        else:  # packed members: each its own shuffle, as in MultiTaskNet.run_epoch
+            perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(self.k)])
         opt = net.optimizer_
         opt._opt_called = True  # the optimiser steps in the epoch: schedulers may follow
         if opt._lists is None:
@@ -111,66 +125,83 @@ class FastEpoch:
                                float(group["lr"]), float(group["weight_decay"]),
                                float(group["betas"][0]), float(group["betas"][1]), float(group["eps"])))
         with torch.no_grad():  # every gradient is written by hand
-            return self.epoch(x, perm, int(net.batch_size_), self.params, [p.grad for p in self.params],
-                              self.heads, values, weights, self.task_weights, groups)
+            return self.epoch(x, perm, int(net.batch_size_), self.k, self.params,
+                              [p.grad for p in self.params], self.heads, values, weights,
+                              self.task_weights, groups)
 
 
-def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, params: list[torch.Tensor],
-           grads: list[torch.Tensor], heads: list[list[int]], values: list[torch.Tensor], weights: list[torch.Tensor],
-           task_weights: list[float],
+def _linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, packed: bool) -> torch.Tensor:
+    if packed:  # (K, B, in) @ (K, in, out) + (K, 1, out)
+        return torch.baddbmm(bias, a, weight)
+    return torch.addmm(bias, a, weight.t())
+
+
+def _backward(g: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, grad_w: torch.Tensor,
+              grad_b: torch.Tensor, packed: bool, more: bool) -> torch.Tensor:
+    """A linear layer's weight and bias gradients (in place) and its input's gradient."""
+    if packed:
+        torch.bmm(a.transpose(1, 2), g, out=grad_w)
+        grad_b.copy_(g.sum(1, keepdim=True))
+        return torch.bmm(g, weight.transpose(1, 2)) if more else g
+    torch.mm(g.t(), a, out=grad_w)
+    torch.sum(g, 0, out=grad_b)
+    return g.mm(weight) if more else g
+
+
+def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list[torch.Tensor],
+           grads: list[torch.Tensor], heads: list[list[int]], values: list[torch.Tensor],
+           weights: list[torch.Tensor], task_weights: list[float],
            groups: list[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                               list[torch.Tensor], list[torch.Tensor], float, float, float, float,
                               float]]) -> torch.Tensor:
-    xs = x[perm]
+    packed = k > 1
+    xs = x[perm]  # (n, d), or (K, n, d): every member its own order
     ys = [v[perm] for v in values]
     ws = [w[perm] for w in weights]
-    n = xs.shape[0]
+    n = x.shape[0]
     n_layers = len(params) // 2 - 1
     totals = torch.zeros(len(heads), dtype=torch.float32)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        a = xs[start:stop]
+        a = xs[:, start:stop] if packed else xs[start:stop]
         inputs: list[torch.Tensor] = []
         pre: list[torch.Tensor] = []
         for i in range(n_layers):
             inputs.append(a)
-            z = torch.addmm(params[2 * i + 1], a, params[2 * i].t())
+            z = _linear(a, params[2 * i], params[2 * i + 1], packed)
             pre.append(z)
             a = torch.relu(z)
-        o = torch.addmm(params[-1], a, params[-2].t())
+        o = _linear(a, params[-2], params[-1], packed)
         g = torch.zeros_like(o)
         losses = torch.zeros(len(heads), dtype=torch.float32)
         for j in range(len(heads)):
             lo, hi, code = heads[j][0], heads[j][1], heads[j][2]
-            w = ws[j][start:stop]
-            inv = 1.0 / w.sum().clamp_min(1e-12)  # each loss: a weighted mean over labelled rows
-            step = w * (inv * task_weights[j])  # its share of the total, per row
-            y = ys[j][start:stop]
+            w = ws[j][:, start:stop] if packed else ws[j][start:stop]
+            y = ys[j][:, start:stop] if packed else ys[j][start:stop]
+            # each loss: a weighted mean over every member's labelled rows; times K, each
+            # member's gradient is that of its own loss (as in MultiTaskNet.train_step)
+            inv = 1.0 / w.sum().clamp_min(1e-12)
+            step = w * (inv * task_weights[j] * k)
             if code == 0:  # squared error, on the standardised target
-                d = o[:, lo] - y
+                d = o[..., lo] - y
                 losses[j] = (w * d * d).sum() * inv
-                g[:, lo] = 2.0 * d * step
+                g[..., lo] = 2.0 * d * step
             elif code == 1:  # logistic
-                z = o[:, lo]
-                losses[j] = (w * (torch.nn.functional.softplus(z) - y * z)).sum() * inv
-                g[:, lo] = (torch.sigmoid(z) - y) * step
+                zz = o[..., lo]
+                losses[j] = (w * (torch.nn.functional.softplus(zz) - y * zz)).sum() * inv
+                g[..., lo] = (torch.sigmoid(zz) - y) * step
             else:  # softmax cross-entropy; a missing label (code -1) has weight 0
-                logp = torch.log_softmax(o[:, lo:hi], dim=1)
-                cls = y.clamp_min(0).unsqueeze(1)
-                losses[j] = -(w * logp.gather(1, cls).squeeze(1)).sum() * inv
+                logp = torch.log_softmax(o[..., lo:hi], dim=-1)
+                cls = y.clamp_min(0).unsqueeze(-1)
+                losses[j] = -(w * logp.gather(-1, cls).squeeze(-1)).sum() * inv
                 p = logp.exp()
-                p.scatter_add_(1, cls, -torch.ones(cls.shape, dtype=p.dtype))
-                g[:, lo:hi] = p * step.unsqueeze(1)
+                p.scatter_add_(-1, cls, -torch.ones(cls.shape, dtype=p.dtype))
+                g[..., lo:hi] = p * step.unsqueeze(-1)
         totals += losses * float(stop - start)
-        torch.mm(g.t(), a, out=grads[-2])
-        torch.sum(g, 0, out=grads[-1])
-        g = g.mm(params[-2])
+        g = _backward(g, a, params[-2], grads[-2], grads[-1], packed, n_layers > 0)
         for i in range(n_layers - 1, -1, -1):
             g = g * (pre[i] > 0)
-            torch.mm(g.t(), inputs[i], out=grads[2 * i])
-            torch.sum(g, 0, out=grads[2 * i + 1])
-            if i > 0:
-                g = g.mm(params[2 * i])
+            g = _backward(g, inputs[i], params[2 * i], grads[2 * i], grads[2 * i + 1], packed, i > 0)
         for group in groups:
             torch._foreach_add_(group[4], 1)
             torch._fused_adamw_(group[0], group[1], group[2], group[3], [], group[4], lr=group[5],

@@ -354,3 +354,22 @@ def test_torchrun_runs_the_command_line_on_each_rank(folder: Path, tmp_path: Pat
     reports = [line for line in done.stdout.splitlines() if line.startswith("{")]
     assert len(reports) == 1 and json.loads(reports[0])["world_size"] == 2  # rank 0 reports
     assert polyhead.load(out).world_size_ == 2
+
+
+def test_a_streamed_fit_takes_the_scripted_epoch_and_matches_autograd(folder: Path, table: pd.DataFrame,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from polyhead.nn import fast_epoch
+
+    tasks = {"amount": "regression", "kind": "binary", "level": "multiclass"}
+    X = table[["a", "b", "colour"]]
+    kw = {**FAST, "max_epochs": 5, "n_ensemble": 2}
+    calls = []
+    run = fast_epoch.FastEpoch.run
+    monkeypatch.setattr(fast_epoch.FastEpoch, "run", lambda self, *a: calls.append(1) or run(self, *a))
+    fast = polyhead.MultiTaskNet(tasks, **kw).fit(ParquetSource(folder, features=["a", "b", "colour"], buffer_rows=128, cache=False))
+    assert calls and all(p.grad is None for p in fast.module_.parameters())
+    monkeypatch.setattr(fast_epoch, "ENABLED", False)
+    slow = polyhead.MultiTaskNet(tasks, **kw).fit(ParquetSource(folder, features=["a", "b", "colour"], buffer_rows=128, cache=False))
+    np.testing.assert_allclose(fast.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
+                               slow.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
+                               rtol=1e-3, atol=1e-4)

@@ -120,6 +120,7 @@ def fit_source(net: Any, source: ParquetSource) -> None:
     row_bytes = sum(a[:1].nbytes for a in encode(sample.head(1)))
     cache = _cache(source, net.max_epochs, row_bytes * sum(p.num_rows for p in my_train + valid_pieces[rank::world]))
     epoch = 0
+    fast_path: list[Any] = [None]  # decided on the first epoch
     own = net._own_batches
     k = net.n_ensemble_
 
@@ -128,6 +129,12 @@ def fit_source(net: Any, source: ParquetSource) -> None:
         from .net import _expand
 
         epoch += 1
+        if epoch == 1:
+            from ..nn import fast_epoch
+
+            fast_path[0] = (fast_epoch.FastEpoch(net) if world == 1 and device.type == "cpu"
+                            and fast_epoch.applies(net, net._forward) else None)
+        fast = fast_path[0]
         net.module_.train()
         rng = np.random.default_rng([seed, rank, epoch, 7])
         order = [my_train[i] for i in rng.permutation(len(my_train))]
@@ -149,6 +156,14 @@ def fit_source(net: Any, source: ParquetSource) -> None:
             if not usable:
                 return
             tensors = to_device([a[:usable] for a in block])
+            if fast is not None:  # the block as one scripted call (polyhead.nn.fast_epoch)
+                order = (torch.stack([torch.from_numpy(rng.permutation(usable)) for _ in range(k)])
+                         if own else torch.arange(usable))
+                x_block, t_block = unpack(tensors)
+                totals.append(fast.run(x_block, t_block, order.to(device)))
+                sizes.append(usable)
+                done += math.ceil(usable / batch)
+                return
             if own:  # each member its own order of the block
                 perm = torch.stack([torch.from_numpy(rng.permutation(usable)) for _ in range(k)]).to(device)
                 tensors = [t[perm] for t in tensors]
@@ -227,6 +242,8 @@ def fit_source(net: Any, source: ParquetSource) -> None:
 
                 forward = DistributedDataParallel(net.module_, forward_sync_buffers=False)
             net.train_epochs(train, valid if has_valid else None, forward=forward)
+        for p in net.module_.parameters():  # no gradient buffers kept with the model
+            p.grad = None
     finally:
         if cache is not None:
             cache.close()

@@ -99,21 +99,29 @@ class FastEpoch:
         self.epoch = _script()
 
     def __call__(self, x: torch.Tensor, targets: dict[str, tuple[Any, Any]], generator: Any) -> torch.Tensor:
+        n = x.shape[0]
+        if self.k == 1:
+            perm = torch.randperm(n, generator=generator)
+        else:  # packed members: each its own shuffle, as in MultiTaskNet.run_epoch
+            perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(self.k)])
+        return self.run(x, targets, perm)
+
+    def run(self, x: torch.Tensor, targets: dict[str, tuple[Any, Any]], perm: torch.Tensor) -> torch.Tensor:
+        """Mini-batches of ``x[perm]`` in order (``perm``: ``(n,)``, or ``(K, n)`` for a packed
+        ensemble); the mean per-task losses. A streaming fit calls this per buffer block."""
         from ..models.net import _task_targets
 
         net = self.net
         net.module_.train()
+        for p in self.params:
+            if p.grad is None:  # an autograd step in between cleared it
+                p.grad = torch.zeros_like(p)
         per_task = _task_targets(getattr(net, "_units", None), targets)
         values, weights = [], []
         for t in net.task_states_:
             v, w = per_task[t.name]
             values.append(v if v.dtype == torch.int64 else v.to(torch.float32))
             weights.append(torch.ones(v.shape[0], dtype=torch.float32) if w is None else w.to(torch.float32))
-        n = x.shape[0]
-        if self.k == 1:
-            perm = torch.randperm(n, generator=generator)
-        else:  # packed members: each its own shuffle, as in MultiTaskNet.run_epoch
-            perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(self.k)])
         opt = net.optimizer_
         opt._opt_called = True  # the optimiser steps in the epoch: schedulers may follow
         if opt._lists is None:

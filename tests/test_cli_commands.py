@@ -203,29 +203,30 @@ def test_evaluate_needs_targets(model, table, tmp_path, capsys):
     assert code == 2 and "target column 'amount' is not in" in err
 
 
-def test_internal_error_exit_code_and_debug(monkeypatch, table, tmp_path, capsys):
+def _fit_when_reading_raises(monkeypatch, capsys, table, tmp_path, error):
+    """``polyhead fit`` with the table reader raising ``error``: exit code, stderr, data."""
     import polyhead.io
 
-    def boom(*a, **k):
-        raise RuntimeError("kaput")
+    def fail(*a, **k):
+        raise error
 
-    monkeypatch.setattr(polyhead.io, "read_table", boom)
+    monkeypatch.setattr(polyhead.io, "read_table", fail)
     _, data = table
     code, _, err = cli(capsys, "fit", data, "-t", "amount", "-o", tmp_path / "m")
+    return code, err, data
+
+
+def test_internal_error_exit_code_and_debug(monkeypatch, table, tmp_path, capsys):
+    code, err, data = _fit_when_reading_raises(monkeypatch, capsys, table, tmp_path, RuntimeError("kaput"))
     assert code == 1 and "internal error: RuntimeError: kaput" in err and "--debug" in err
     with pytest.raises(RuntimeError):
         main(["fit", str(data), "-t", "amount", "-o", str(tmp_path / "m"), "--debug"])
 
 
 def test_a_missing_optional_package_is_a_usage_error(monkeypatch, table, tmp_path, capsys):
-    import polyhead.io
-
-    def missing(*a, **k):
-        raise ImportError("reading this needs pyarrow: pip install 'polyhead[parquet]'")
-
-    monkeypatch.setattr(polyhead.io, "read_table", missing)
-    _, data = table
-    code, _, err = cli(capsys, "fit", data, "-t", "amount", "-o", tmp_path / "m")
+    code, err, _ = _fit_when_reading_raises(
+        monkeypatch, capsys, table, tmp_path,
+        ImportError("reading this needs pyarrow: pip install 'polyhead[parquet]'"))
     assert code == 2 and err.startswith("error: ") and "pip install" in err
 
 

@@ -136,6 +136,8 @@ class TableSummary:
             self._compact()
 
     def _compact(self) -> None:
+        if len(self._parts) == 1 and self._held <= self.sample_rows:
+            return  # already the sample
         keys = np.concatenate([k for _, k, _ in self._parts]) if self._parts else np.empty(0)
         if len(keys) > self.sample_rows:
             self._limit = float(np.partition(keys, self.sample_rows - 1)[self.sample_rows - 1])
@@ -151,11 +153,6 @@ class TableSummary:
         """The uniform sample (the rows with the ``sample_rows`` smallest keys)."""
         self._compact()
         return self._parts[0][0]
-
-    @property
-    def _keys(self) -> np.ndarray:
-        self._compact()
-        return self._parts[0][1]
 
     @property
     def _positions(self) -> np.ndarray:

@@ -36,15 +36,18 @@ def fit(monkeypatch: pytest.MonkeyPatch, enabled: bool, X: pd.DataFrame, y: pd.D
     {"tasks": {"amount": polyhead.Task("amount", weight=3.0), "kind": "binary", "level": "multiclass"}},
     {"n_ensemble": 3},  # packed members, each its own shuffle
     {"n_ensemble": 4, "hidden": (8,), "weight_decay": 1e-3},
+    {"tasks": {**TASKS, "tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}},
+    {"tasks": {"tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}, "n_ensemble": 3},
 ])
 def test_the_scripted_epoch_trains_as_autograd_does(monkeypatch, options):
     X, y = make_mixed(400, missing=0.25)  # missing labels in every task
-    y = y[list(TASKS)]
+    tasks = options.get("tasks", TASKS)
+    y = y[[c for name, t in tasks.items() for c in getattr(t, "columns", None) or [name]]]
     fast, n_fast = fit(monkeypatch, True, X, y, **dict(options))
     slow, n_slow = fit(monkeypatch, False, X, y, **dict(options))
     assert n_fast == fast.n_iter_ and n_slow == 0
-    np.testing.assert_allclose(fast.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
-                               slow.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
+    np.testing.assert_allclose(fast.predict_frame(X, proba=True).drop(columns=["kind"], errors="ignore").to_numpy(float),
+                               slow.predict_frame(X, proba=True).drop(columns=["kind"], errors="ignore").to_numpy(float),
                                rtol=1e-4, atol=1e-5)
     for a, b in zip(fast.history_, slow.history_, strict=True):
         for name in a["train"]:
@@ -66,9 +69,21 @@ def test_it_is_deterministic_and_survives_saving(monkeypatch, tmp_path):
     {"n_ensemble": 2, "ensemble": "batch"}, {"dropout": 0.1}, {"norm": "layer"}, {"activation": "gelu"},
     {"numeric_embedding": "ple"}, {"head_hidden": (8,)}, {"experts": 2}, {"weighting": "dwa"},
     {"tasks": {"amount": polyhead.Task("amount", loss="huber"), "kind": "binary"}},
-    {"tasks": {"amount": "regression", "tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}},
+    {"tasks": {"amount": "regression", "n": polyhead.Task("n", kind="count", column="level")}},
 ])
 def test_everything_else_trains_through_autograd(monkeypatch, options):
     X, y = make_mixed(200)
     model, n_fast = fit(monkeypatch, True, X, y, **{"max_epochs": 2, **options})
     assert n_fast == 0 and model.n_iter_ == 2
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+@pytest.mark.parametrize("n_ensemble", [1, 3])
+def test_large_inputs_gather_each_batch_and_train_the_same(monkeypatch, enabled, n_ensemble):
+    # above GATHER_LIMIT an epoch indexes each batch's rows instead of copying x K times
+    X, y = make_mixed(300, missing=0.2)
+    y = y[list(TASKS)]
+    whole, _ = fit(monkeypatch, enabled, X, y, n_ensemble=n_ensemble)
+    monkeypatch.setattr(fast_epoch, "GATHER_LIMIT", 0)
+    batched, _ = fit(monkeypatch, enabled, X, y, n_ensemble=n_ensemble)
+    pd.testing.assert_frame_equal(whole.predict_frame(X, proba=True), batched.predict_frame(X, proba=True))

@@ -359,3 +359,24 @@ def test_the_default_net_is_an_ensemble_and_is_deterministic(mixed):
     b = polyhead.MultiTaskNet(tasks=MIXED_TASKS, max_epochs=4, random_state=3).fit(X, y)
     assert a.n_ensemble_ > 1
     pd.testing.assert_frame_equal(a.predict(X), b.predict(X))
+
+
+@pytest.mark.parametrize("n_ensemble", [1, 4])
+def test_predictions_and_validation_losses_do_not_depend_on_the_chunk_size(monkeypatch, mixed, n_ensemble):
+    # large batches are predicted and validated in chunks of rows (bounded memory)
+    import torch
+
+    import polyhead.models.net as net_module
+
+    X, y = mixed
+    model = MultiTaskNet(MIXED_TASKS, **{**FAST, "n_ensemble": n_ensemble}).fit(X, y)
+    whole = model.predict_frame(X, proba=True)
+    std = model.predict(X, return_std=True)[1]
+    x = torch.from_numpy(model.features_.transform(X))
+    targets = {t.name: tuple(None if a is None else torch.from_numpy(np.asarray(a))
+                             for a in t.encode(y)) for t in model.task_states_}
+    losses = model.evaluate_losses(x, targets)
+    monkeypatch.setattr(net_module, "_PREDICT_CHUNK", 7 * n_ensemble)
+    pd.testing.assert_frame_equal(model.predict_frame(X, proba=True), whole)
+    pd.testing.assert_frame_equal(model.predict(X, return_std=True)[1], std)
+    torch.testing.assert_close(model.evaluate_losses(x, targets), losses)

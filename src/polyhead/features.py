@@ -50,7 +50,7 @@ import pandas as pd
 
 from ._convert import FLOAT32_MAX, as_float, check_finite, plain, row_label
 from .exceptions import PolyheadError, PolyheadWarning
-from .frames import looks_like_identifier
+from .frames import column_array, few_values, looks_like_identifier
 
 MISSING_CATEGORY = "<missing>"
 OTHER_CATEGORY = "<other>"
@@ -356,35 +356,38 @@ class FeatureEncoder:
         return z
 
     def _numeric_block(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Every numeric feature as float64, converted in one block when the dtypes allow."""
+        """Every numeric feature as float64. Plain numpy columns are read one by one (pandas'
+        block conversion costs half a millisecond even for one row); others convert by name."""
         names = [c["name"] for c in self.columns_ if c["type"] == "numeric"]
         if not names:
             return {}
-        dtypes = X.dtypes
-        if all(pd.api.types.is_numeric_dtype(dtypes[n]) and not pd.api.types.is_bool_dtype(dtypes[n])
-               for n in names):
-            block = X[names].to_numpy(dtype=np.float64, na_value=np.nan)
-            with np.errstate(invalid="ignore"):
-                bad = np.abs(block) > FLOAT32_MAX
-            if bad.any():
-                k = int(np.flatnonzero(bad.any(axis=0))[0])
-                check_finite(block[:, k], f"feature column {names[k]!r}", X.index, PolyheadError)
-            return {n: block[:, k] for k, n in enumerate(names)}
-        return {n: self._numeric(n, X[n]) for n in names}
+        out: dict[str, np.ndarray] = {}
+        for n in names:
+            array = column_array(X, n)
+            if isinstance(array, np.ndarray) and array.dtype.kind in "iuf":
+                values = array.astype(np.float64, copy=False)
+                with np.errstate(invalid="ignore"):
+                    if (np.abs(values) > FLOAT32_MAX).any():
+                        check_finite(values, f"feature column {n!r}", X.index, PolyheadError)
+                out[n] = values
+            else:
+                out[n] = self._numeric(n, X[n])
+        return out
 
     def _codes(self, col: dict[str, Any], column: pd.Series) -> np.ndarray:
         """Position of each value among the kept categories (-1: unseen, rare or missing)."""
         cats = col["categories"]
-        values = column.to_numpy(dtype=object)
-        if len(values) <= 1024:  # a dict beats building pandas indexes for a few rows
+        if len(column) <= 1024:  # a dict beats building pandas indexes for a few rows
             lookup = self._lookups.get(col["name"])
             if lookup is None:
                 lookup = self._lookups[col["name"]] = {c: i for i, c in enumerate(cats)}
+            values = few_values(column)
             try:
                 return np.fromiter((lookup.get(v, -1) for v in values), dtype=np.int64,
                                    count=len(values))
             except TypeError:  # an unhashable value: the slow path names it
                 pass
+        values = column.to_numpy(dtype=object)
         if isinstance(column.dtype, pd.CategoricalDtype):  # one lookup per category, not per row
             raw = column.cat.codes.to_numpy()
             uniques: Any = column.cat.categories.tolist()

@@ -220,7 +220,8 @@ class Kind:
 
     def closed_form_loss(self) -> str | None:
         """The loss as one of the closed forms :mod:`polyhead.nn.fast_epoch` differentiates by
-        hand ("squared_error", "logistic", "softmax"), or None (autograd trains it)."""
+        hand ("squared_error", "logistic", "softmax", "logistic_columns"), or None (autograd
+        trains it)."""
         return None
 
     def stack_key(self) -> Any:

@@ -94,6 +94,9 @@ class Multilabel(Kind):
         mask = ~np.isnan(values)
         return np.where(mask, values, 0.0).astype(np.float32), mask
 
+    def closed_form_loss(self) -> str | None:
+        return "logistic_columns"
+
     def loss(self, raw: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None) -> torch.Tensor:
         import torch.nn.functional as F
 

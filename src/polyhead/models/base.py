@@ -118,7 +118,7 @@ class MultiTaskMixin:
             if missing:
                 raise PolyheadError(f"{name}: X is missing feature column {missing[0]!r} seen at "
                                     f"fit ({len(missing)} missing: {', '.join(map(repr, missing[:5]))})")
-            check_flat_values(frame[columns], "X")
+            check_flat_values(frame, "X", columns)
             # no copy: the encoders read the fitted columns by name and ignore any others
             return frame
         if frame.shape[1] != self.n_features_in_:

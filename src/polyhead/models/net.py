@@ -577,17 +577,25 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             perm = torch.randperm(n, generator=generator).to(x.device)
         else:  # each member its own shuffle: (K, n) positions, batches become (K, B, ...)
             perm = torch.stack([torch.randperm(n, generator=generator) for _ in range(k)]).to(x.device)
-        # One gather per epoch, then contiguous slices: no per-row or per-batch indexing work.
-        x = x[perm]
-        shuffled = {name: (v[perm], None if w is None else w[perm]) for name, (v, w) in targets.items()}
+        # One gather per epoch, then contiguous slices: no per-row or per-batch indexing work;
+        # for a large x (its K shuffled copies would cost more than GATHER_LIMIT values), one
+        # gather per batch instead.
+        from ..nn.fast_epoch import GATHER_LIMIT
+
+        whole = perm.numel() * x.shape[1] <= GATHER_LIMIT
+        if whole:
+            x = x[perm]
+            targets = {name: (v[perm], None if w is None else w[perm]) for name, (v, w) in targets.items()}
         losses, sizes = [], []
         for start in range(0, n, self.batch_size_):
             stop = min(start + self.batch_size_, n)
             if stop - start == 1 and n > 1 and self.norm == "batch":
                 continue  # batch norm cannot train on one row
-            rows = slice(start, stop) if not self._own_batches else (slice(None), slice(start, stop))
+            rows: Any = slice(start, stop) if not self._own_batches else (slice(None), slice(start, stop))
+            if not whole:
+                rows = perm[rows]
             batch = {name: (v[rows], None if w is None else w[rows])
-                     for name, (v, w) in shuffled.items()}
+                     for name, (v, w) in targets.items()}
             if k > 1 and not self._own_batches:  # shared batches: every member, the same rows
                 batch = _expand(batch, k)
             losses.append(self.train_step(x[rows], batch))
@@ -641,12 +649,24 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         import torch
 
         self.module_.eval()
+        forward = getattr(self, "_forward", self.module_)
+        # in chunks of rows, as predict does: a large validation set's hidden activations for
+        # every member would otherwise all be held at once
+        chunk = max(1, _PREDICT_CHUNK // self.n_ensemble_)
+        starts = range(0, x.shape[0], chunk)
         with torch.inference_mode():
-            raw = getattr(self, "_forward", self.module_)(x)
             if self.n_ensemble_ == 1:
+                parts = [forward(x[s:s + chunk]) for s in starts]
+                raw = parts[0] if len(parts) == 1 else {
+                    name: torch.cat([p[name] for p in parts]) for name in parts[0]}
                 return self.compute_loss(raw, targets)
+            means: dict[str, list[Any]] = {t.name: [] for t in self.task_states_}
+            for s in starts:
+                raw = forward(x[s:s + chunk])
+                for t in self.task_states_:
+                    means[t.name].append(t.output(raw[t.name]).mean(0))
             per_task = _task_targets(getattr(self, "_units", None), targets)
-            return torch.stack([t.output_loss(t.output(raw[t.name]).mean(0), *per_task[t.name])
+            return torch.stack([t.output_loss(torch.cat(means[t.name]), *per_task[t.name])
                                 for t in self.task_states_])
 
     # -- persistence -------------------------------------------------------------------------
@@ -807,15 +827,16 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.history_ = list(manifest.get("history", []))
 
     # -- predict -----------------------------------------------------------------------------
-    def _member_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        """Per task, every member's outputs ``(K, n, ...)`` (as its kind documents them). A task
-        whose best epoch was not the joint one is computed with that epoch's weights."""
+    def _member_chunks(self, X: pd.DataFrame, mean: bool = False) -> Iterator[dict[str, np.ndarray]]:
+        """Per chunk of rows, per task, every member's outputs ``(K, rows, ...)`` (as its kind
+        documents them), or with ``mean=True`` their mean over members. A task whose best epoch was not the joint one is computed with that
+        epoch's weights."""
         import torch
         from torch.func import functional_call
 
         features = self.features_.transform(X)
-        parts: dict[str, list[np.ndarray]] = {t.name: [] for t in self.task_states_}
-        self.module_.eval()
+        if self.module_.training:
+            self.module_.eval()
         chunk = max(1, _PREDICT_CHUNK // self.n_ensemble_)
         by_epoch: dict[int, list[Any]] = {}
         for t in self.task_states_:
@@ -825,17 +846,39 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         with _threads(self._threads_for(min(len(features), chunk))), torch.inference_mode():
             for start in range(0, len(features), chunk):
                 x = torch.from_numpy(features[start:start + chunk]).to(self.device)
+                part: dict[str, np.ndarray] = {}
                 for epoch, tasks in by_epoch.items():
                     raw = (functional_call(self.module_, snapshots[epoch], (x,))
                            if epoch in snapshots else self.module_(x))
                     for t in tasks:
-                        values = t.output(raw[t.name]).double().cpu().numpy()
-                        parts[t.name].append(values if self.n_ensemble_ > 1 else values[None])
-        return {t.name: np.concatenate(parts[t.name], axis=1) for t in self.task_states_}
+                        values = t.output(raw[t.name]).double()
+                        if self.n_ensemble_ == 1:
+                            values = values[None]
+                        part[t.name] = (values.mean(0) if mean else values).cpu().numpy()
+                yield part
+
+    def _member_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Per task, every member's outputs ``(K, n, ...)``."""
+        parts = list(self._member_chunks(X))
+        return {t.name: np.concatenate([p[t.name] for p in parts], axis=1) for t in self.task_states_}
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        # averaging probabilities (not logits) keeps each member's calibration
-        return {name: members.mean(axis=0) for name, members in self._member_outputs(X).items()}
+        # averaging probabilities (not logits) keeps each member's calibration; chunk by chunk,
+        # so the members' outputs of a large batch are never all held at once
+        # into arrays allocated once: many small long-lived parts between the chunks' large
+        # temporaries fragment the heap (a 1M-row batch held 2 GB resident that way)
+        out: dict[str, np.ndarray] = {}
+        start = 0
+        for part in self._member_chunks(X, mean=True):
+            rows = len(next(iter(part.values())))
+            if not out and rows == len(X):
+                return part
+            for name, values in part.items():
+                if name not in out:
+                    out[name] = np.empty((len(X), *values.shape[1:]), dtype=values.dtype)
+                out[name][start:start + rows] = values
+            start += rows
+        return out
 
     def predict(self, X: Any, return_std: bool = False, *, expected: bool = False) -> Any:
         """Predictions per task (see :meth:`MultiTaskMixin.predict`).

@@ -10,9 +10,10 @@ closed-form gradient, the whole epoch runs as one TorchScript function:
 
 * forward ``z_l = a_{l-1} W_l^T + b_l``, ``a_l = relu(z_l)``, ``o = a_L W^T + b``;
 * each task's loss and its gradient with respect to its output columns, as its kind declares
-  (:meth:`polyhead.kinds.Kind.closed_form_loss`): squared error, logistic or softmax
-  cross-entropy, masked and weighted like the kinds' own losses (a weighted mean over the rows
-  with labels), times the task's weight (the ``"equal"`` loss weighting);
+  (:meth:`polyhead.kinds.Kind.closed_form_loss`): squared error, logistic, softmax
+  cross-entropy or logistic over several label columns (a masked mean over every labelled
+  row and label, as a multilabel task's loss is), masked and weighted like the kinds' own
+  losses (a weighted mean over the labelled rows), times the task's weight (the ``"equal"`` loss weighting);
 * backward ``dW = g^T a``, ``db = sum(g)``, ``g_{l-1} = (g W) * (z_{l-1} > 0)``, into each
   parameter's ``.grad``;
 * a packed ensemble (``n_ensemble=K``, ``ensemble="packed"``) does the same with batched
@@ -39,7 +40,11 @@ from .model import MultiTaskModule
 #: Set False to train every network through autograd (to compare the two paths).
 ENABLED = True
 #: Loss codes understood by the epoch function (what :meth:`Kind.closed_form_loss` returns).
-CODES = {"squared_error": 0, "logistic": 1, "softmax": 2}
+CODES = {"squared_error": 0, "logistic": 1, "softmax": 2, "logistic_columns": 3}
+
+#: Above this many values (K x rows x inputs), an epoch gathers each batch's rows on its own
+#: instead of shuffling whole copies of the inputs (64 MiB of float32).
+GATHER_LIMIT = 1 << 24
 
 _EPOCH: Any = None
 
@@ -121,7 +126,7 @@ class FastEpoch:
         for t in net.task_states_:
             v, w = per_task[t.name]
             values.append(v if v.dtype == torch.int64 else v.to(torch.float32))
-            weights.append(torch.ones(v.shape[0], dtype=torch.float32) if w is None else w.to(torch.float32))
+            weights.append(torch.ones(v.shape, dtype=torch.float32) if w is None else w.to(torch.float32))
         opt = net.optimizer_
         opt._opt_called = True  # the optimiser steps in the epoch: schedulers may follow
         if opt._lists is None:
@@ -135,7 +140,7 @@ class FastEpoch:
         with torch.no_grad():  # every gradient is written by hand
             return self.epoch(x, perm, int(net.batch_size_), self.k, self.params,
                               [p.grad for p in self.params], self.heads, values, weights,
-                              self.task_weights, groups)
+                              self.task_weights, groups, GATHER_LIMIT)
 
 
 def _linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, packed: bool) -> torch.Tensor:
@@ -161,17 +166,23 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
            weights: list[torch.Tensor], task_weights: list[float],
            groups: list[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                               list[torch.Tensor], list[torch.Tensor], float, float, float, float,
-                              float]]) -> torch.Tensor:
+                              float]], gather_limit: int) -> torch.Tensor:
     packed = k > 1
-    xs = x[perm]  # (n, d), or (K, n, d): every member its own order
-    ys = [v[perm] for v in values]
-    ws = [w[perm] for w in weights]
     n = x.shape[0]
+    # one gather per epoch, then contiguous slices; for a large x (its K shuffled copies would
+    # cost more than GATHER_LIMIT values) one gather per batch instead
+    whole = perm.numel() * x.shape[1] <= gather_limit
+    xs, ys, ws = x, values, weights
+    if whole:
+        xs = x[perm]  # (n, d), or (K, n, d): every member its own order
+        ys = [v[perm] for v in values]
+        ws = [w[perm] for w in weights]
     n_layers = len(params) // 2 - 1
     totals = torch.zeros(len(heads), dtype=torch.float32)
     for start in range(0, n, batch):
         stop = min(start + batch, n)
-        a = xs[:, start:stop] if packed else xs[start:stop]
+        idx = perm[:, start:stop] if packed else perm[start:stop]
+        a = (xs[:, start:stop] if packed else xs[start:stop]) if whole else x[idx]
         inputs: list[torch.Tensor] = []
         pre: list[torch.Tensor] = []
         for i in range(n_layers):
@@ -184,8 +195,11 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
         losses = torch.zeros(len(heads), dtype=torch.float32)
         for j in range(len(heads)):
             lo, hi, code = heads[j][0], heads[j][1], heads[j][2]
-            w = ws[j][:, start:stop] if packed else ws[j][start:stop]
-            y = ys[j][:, start:stop] if packed else ys[j][start:stop]
+            if whole:
+                w = ws[j][:, start:stop] if packed else ws[j][start:stop]
+                y = ys[j][:, start:stop] if packed else ys[j][start:stop]
+            else:
+                w, y = weights[j][idx], values[j][idx]
             # each loss: a weighted mean over every member's labelled rows; times K, each
             # member's gradient is that of its own loss (as in MultiTaskNet.train_step)
             inv = 1.0 / w.sum().clamp_min(1e-12)
@@ -198,6 +212,10 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
                 zz = o[..., lo]
                 losses[j] = (w * (torch.nn.functional.softplus(zz) - y * zz)).sum() * inv
                 g[..., lo] = (torch.sigmoid(zz) - y) * step
+            elif code == 3:  # logistic per label column; a missing label has weight 0
+                zz = o[..., lo:hi]
+                losses[j] = (w * (torch.nn.functional.softplus(zz) - y * zz)).sum() * inv
+                g[..., lo:hi] = (torch.sigmoid(zz) - y) * step
             else:  # softmax cross-entropy; a missing label (code -1) has weight 0
                 logp = torch.log_softmax(o[..., lo:hi], dim=-1)
                 cls = y.clamp_min(0).unsqueeze(-1)

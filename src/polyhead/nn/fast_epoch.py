@@ -154,7 +154,7 @@ def _backward(g: torch.Tensor, a: torch.Tensor, weight: torch.Tensor, grad_w: to
     """A linear layer's weight and bias gradients (in place) and its input's gradient."""
     if packed:
         torch.bmm(a.transpose(1, 2), g, out=grad_w)
-        grad_b.copy_(g.sum(1, keepdim=True))
+        torch.sum(g, 1, keepdim=True, out=grad_b)
         return torch.bmm(g, weight.transpose(1, 2)) if more else g
     torch.mm(g.t(), a, out=grad_w)
     torch.sum(g, 0, out=grad_b)
@@ -183,13 +183,10 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
         stop = min(start + batch, n)
         idx = perm[:, start:stop] if packed else perm[start:stop]
         a = (xs[:, start:stop] if packed else xs[start:stop]) if whole else x[idx]
-        inputs: list[torch.Tensor] = []
-        pre: list[torch.Tensor] = []
+        inputs: list[torch.Tensor] = []  # each layer's input: x, then the ReLU outputs
         for i in range(n_layers):
             inputs.append(a)
-            z = _linear(a, params[2 * i], params[2 * i + 1], packed)
-            pre.append(z)
-            a = torch.relu(z)
+            a = torch.relu_(_linear(a, params[2 * i], params[2 * i + 1], packed))
         o = _linear(a, params[-2], params[-1], packed)
         g = torch.zeros_like(o)
         losses = torch.zeros(len(heads), dtype=torch.float32)
@@ -226,7 +223,8 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
         totals += losses * float(stop - start)
         g = _backward(g, a, params[-2], grads[-2], grads[-1], packed, n_layers > 0)
         for i in range(n_layers - 1, -1, -1):
-            g = g * (pre[i] > 0)
+            # ReLU's backward in one op: zero where the ReLU's output is (where its input was <= 0)
+            g = torch.ops.aten.threshold_backward(g, a if i == n_layers - 1 else inputs[i + 1], 0.0)
             g = _backward(g, inputs[i], params[2 * i], grads[2 * i], grads[2 * i + 1], packed, i > 0)
         for group in groups:
             torch._foreach_add_(group[4], 1)

@@ -85,3 +85,23 @@ def test_clipped_leaves_a_rare_flag_and_a_small_code_alone():
     standard = FeatureEncoder(numeric="standard").fit(X)
     assert [c["transform"] for c in clipped.columns_] == ["standard", "standard", "clipped"]
     np.testing.assert_allclose(clipped.transform(X)[:, :2], standard.transform(X)[:, :2])
+
+
+def test_column_access_without_pandas_internals_gives_the_same_encoding(monkeypatch):
+    # frames.column_array reads a column through pandas' accessor by position when it exists
+    # (a one-row predict pays for every Series built) and through the public path otherwise
+    from polyhead import frames
+
+    X = pd.DataFrame({"a": [1.5, np.nan, 3.0], "n": pd.array([1, None, 3], dtype="Int64"),
+                      "b": [True, False, True], "c": pd.Categorical(["x", None, "y"]),
+                      "s": ["u", "v", None], "i": [1, 2, 3]})
+    encoder = FeatureEncoder().fit(X)
+    fast = encoder.transform(X)
+    fast_one = encoder.transform(X.iloc[[1]])
+    for name in X.columns:
+        pd.testing.assert_series_equal(pd.Series(frames.column_array(X, name), name=name), X[name])
+    assert list(frames.few_values(X["c"])) == ["x", None, "y"]
+    monkeypatch.delattr(pd.DataFrame, "_get_column_array")
+    np.testing.assert_array_equal(encoder.transform(X), fast)
+    np.testing.assert_array_equal(encoder.transform(X.iloc[[1]]), fast_one)
+    np.testing.assert_array_equal(fast_one, fast[[1]])

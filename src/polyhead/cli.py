@@ -361,7 +361,9 @@ def _is_parquet(data: str) -> bool:
     from pathlib import Path
 
     path = Path(data)
-    return path.is_dir() or any(c in data for c in "*?[") or path.name.lower().endswith((".parquet", ".pq"))
+    from .io.paths import is_glob
+
+    return path.is_dir() or is_glob(data) or path.name.lower().endswith((".parquet", ".pq"))
 
 
 def _fit_stream(data: str, output: str, target: list[str], given: list[str], otherwise: list[str],
@@ -550,6 +552,7 @@ def _input_files(data: str) -> list[str] | None:
     import glob
     from pathlib import Path
 
+    from .io.paths import is_glob
     from .io.tables import CSV_EXTS, JSONL_EXTS, PARQUET_EXTS
 
     known = (*CSV_EXTS, *PARQUET_EXTS, *JSONL_EXTS)
@@ -557,7 +560,7 @@ def _input_files(data: str) -> list[str] | None:
         files = sorted(str(f) for f in Path(data).iterdir() if f.is_file()
                        and not f.name.startswith((".", "_"))
                        and f.name.lower().split(".gz")[0].split(".zst")[0].endswith(known))
-    elif any(c in data for c in "*?["):
+    elif is_glob(data):
         files = sorted(glob.glob(data))
     else:
         return None

@@ -23,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from ..exceptions import PolyheadError
+from .paths import is_glob
 
 #: Rows per record batch read from a piece.
 BATCH_ROWS = 16_384
@@ -201,7 +202,7 @@ def _files(path: Any) -> list[str]:
                            and f.suffix.lower() in (".parquet", ".pq") and not f.name.startswith((".", "_")))
             if not files:
                 raise PolyheadError(f"{text}: no .parquet files in this directory")
-        elif any(ch in text for ch in "*?["):
+        elif is_glob(text):
             files = sorted(glob.glob(text, recursive=True))
             if not files:
                 raise PolyheadError(f"{text}: no file matches this pattern")

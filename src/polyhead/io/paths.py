@@ -36,6 +36,11 @@ class OutputPathError(PolyheadError):
     """An output path cannot or must not be written."""
 
 
+def is_glob(text: str) -> bool:
+    """Whether a path given on the command line is a pattern (``data/*.parquet``)."""
+    return any(c in text for c in "*?[")
+
+
 def _resolved(path: Path) -> Path:
     try:
         return path.expanduser().resolve(strict=False)

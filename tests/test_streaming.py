@@ -289,12 +289,20 @@ def test_the_encoded_cache_is_used_and_removed(folder: Path, tmp_path: Path, tab
     assert abs(cached.score(X, y) - plain.score(X, y)) < 0.2  # same data, same training
 
 
-def test_boosting_streams_through_xgboost_external_memory(folder: Path, table: pd.DataFrame) -> None:
+def test_boosting_streams_through_xgboost_external_memory(folder: Path, table: pd.DataFrame,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xgboost")
     X, y = table[["a", "b", "colour"]], table.drop(columns=["a", "b", "colour"])
+    reads = []
+    original = ParquetSource.batches
+    monkeypatch.setattr(ParquetSource, "batches", lambda self, *a, **k: (reads.append(1), original(self, *a, **k))[1])
     gbm = polyhead.MultiTaskGBM(TASKS, backend="xgboost", n_estimators=60, random_state=0)
-    gbm.fit(ParquetSource(folder, sample_rows=100))
+    source = ParquetSource(folder, sample_rows=100)
+    gbm.fit(source)
     assert gbm.streamed_ and gbm.rows_seen_ == 600
+    # the statistics pass, then every piece read and encoded once for all 6 boosters (XGBoost
+    # reads each booster's rows more than once: from the source, that was >= 12 reads a piece)
+    assert len(gbm.slots_) == 6 and len(reads) <= 2 * len(source.pieces)
     scores = gbm.evaluate(X, y)
     assert scores.loc["amount", "r2"] > 0.5 and scores.loc["kind", "accuracy"] > 0.7
     assert scores.loc["tags", "hamming_loss"] < 0.2  # a multilabel task: one booster per label

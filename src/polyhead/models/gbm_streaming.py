@@ -56,13 +56,13 @@ def fit_source(gbm: Any, source: Any) -> None:
     gbm.slots_ = [(s.key, task, s.objective, s.n_classes, s.alpha) for task, s in pairs]
     gbm._threads = tree_threads(plan.summary.rows, gbm.n_jobs)
     gbm.rows_seen_ = plan.summary.rows
-    positions = _slot_positions(gbm)
     cache = tempfile.mkdtemp(prefix="polyhead-xgb-", dir=source.cache_dir)
     try:
+        files = _encode_once(gbm, plan, cache)
         units = []
         for j, (key, _task, objective, n_classes, alpha) in enumerate(gbm.slots_):
             def rows(train: bool, j: int = j) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-                return _slot_rows(gbm, plan, positions[j], train)
+                return _slot_rows(files, j, train)
 
             train = _batches(xgb, lambda: rows(True), f"{cache}/train-{j}")
             dtrain = xgb.ExtMemQuantileDMatrix(train, max_bin=256, nthread=gbm._threads)
@@ -119,32 +119,50 @@ def _slot_positions(gbm: Any) -> list[tuple[int, int]]:
     return out
 
 
-def _slot_rows(gbm: Any, plan: SourcePlan, position: tuple[int, int], train: bool
-               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
-    """The slot's labelled rows, batch by batch: encoded features, labels, weights."""
-    t, j = position
-    state = gbm.task_states_[t]
-    pieces = plan.my_train if train else plan.my_valid
-    if not train and not plan.by_piece:
-        pieces = plan.my_train  # validation rows drawn within the training pieces
-    for piece in pieces:
-        mask = plan.valid_mask(piece)
+def _encode_once(gbm: Any, plan: SourcePlan, folder: str) -> list[str]:
+    """Every batch of this rank's pieces read and encoded once, into ``folder``: the encoded
+    features, which rows validate, and each slot's labels, rows and weights. XGBoost reads a
+    booster's rows more than once and there is a booster per output: without this, each of
+    those passes read and encoded the source again."""
+    positions = _slot_positions(gbm)
+    pieces = [(piece, False) for piece in plan.my_train]
+    if plan.by_piece:  # whole pieces held out (else rows within the training pieces)
+        pieces += [(piece, True) for piece in plan.my_valid]
+    files: list[str] = []
+    for piece, held_out in pieces:
+        mask = None if held_out else plan.valid_mask(piece)
         for frame in plan.frames(piece):
             y = frame[plan.targets]
-            slot = state.slots(y)[j]
-            keep = slot.mask.copy()
-            weight = training_weights(gbm.task_states_, y, None, require_labels=False)[state.name]
-            w = None
-            if weight is not None:
-                w = weight[:, j] if weight.ndim == 2 else weight
-                keep &= w > 0
-            if mask is not None:
-                held = mask[frame.index.to_numpy()]
-                keep &= ~held if train else held
+            n = len(frame)
+            weights = training_weights(gbm.task_states_, y, None, require_labels=False)
+            slots = {t: gbm.task_states_[t].slots(y) for t in {t for t, _ in positions}}
+            arrays: dict[str, np.ndarray] = {
+                "X": gbm.features_.transform(frame[plan.features]),
+                "held": (np.ones(n, dtype=bool) if held_out else np.zeros(n, dtype=bool)
+                         if mask is None else mask[frame.index.to_numpy()])}
+            for j, (t, k) in enumerate(positions):
+                slot = slots[t][k]
+                weight = weights[gbm.task_states_[t].name]
+                w = np.ones(n) if weight is None else (weight[:, k] if weight.ndim == 2 else weight)
+                arrays[f"values{j}"] = slot.values
+                arrays[f"keep{j}"] = slot.mask & (w > 0)
+                arrays[f"weight{j}"] = w
+            files.append(f"{folder}/rows-{len(files)}.npz")
+            np.savez(files[-1], allow_pickle=False, **arrays)  # type: ignore[arg-type]
+    return files
+
+
+def _slot_rows(files: list[str], j: int, train: bool
+               ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+    """Slot ``j``'s labelled training (or validation) rows, batch by batch: encoded features,
+    labels, weights (None when all are 1)."""
+    for name in files:
+        with np.load(name) as batch:
+            keep = batch[f"keep{j}"] & (~batch["held"] if train else batch["held"])
             if not keep.any():
                 continue
-            X = gbm.features_.transform(frame[plan.features])[keep]
-            yield X, slot.values[keep], None if w is None or np.all(w[keep] == 1) else w[keep]
+            w = batch[f"weight{j}"][keep]
+            yield batch["X"][keep], batch[f"values{j}"][keep], None if np.all(w == 1) else w
 
 
 def _batches(xgb: Any, make: Callable[[], Iterator[Any]], prefix: str) -> Any:

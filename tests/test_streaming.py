@@ -381,3 +381,15 @@ def test_a_streamed_fit_takes_the_scripted_epoch_and_matches_autograd(folder: Pa
     np.testing.assert_allclose(fast.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
                                slow.predict_frame(X, proba=True).drop(columns="kind").to_numpy(float),
                                rtol=1e-3, atol=1e-4)
+
+
+def test_boosting_without_disk_room_is_one_line(folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("xgboost")
+    import errno
+
+    def full(*a: object, **k: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(np, "savez", full)
+    with pytest.raises(PolyheadError, match=r"cannot write the encoded rows.*No space left.*cache_dir"):
+        polyhead.MultiTaskGBM(TASKS, backend="xgboost", n_estimators=5).fit(ParquetSource(folder))

@@ -148,7 +148,11 @@ def _encode_once(gbm: Any, plan: SourcePlan, folder: str) -> list[str]:
                 arrays[f"keep{j}"] = slot.mask & (w > 0)
                 arrays[f"weight{j}"] = w
             files.append(f"{folder}/rows-{len(files)}.npz")
-            np.savez(files[-1], allow_pickle=False, **arrays)  # type: ignore[arg-type]
+            try:
+                np.savez(files[-1], allow_pickle=False, **arrays)  # type: ignore[arg-type]
+            except OSError as error:  # a full disk, most likely
+                raise PolyheadError(f"cannot write the encoded rows to {folder} ({error.strerror or error}); "
+                                    "give ParquetSource(cache_dir=...) a folder on a disk with room") from None
     return files
 
 

@@ -829,8 +829,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     # -- predict -----------------------------------------------------------------------------
     def _member_chunks(self, X: pd.DataFrame, mean: bool = False) -> Iterator[dict[str, np.ndarray]]:
         """Per chunk of rows, per task, every member's outputs ``(K, rows, ...)`` (as its kind
-        documents them), or with ``mean=True`` their mean over members. A task whose best epoch was not the joint one is computed with that
-        epoch's weights."""
+        documents them), or with ``mean=True`` their mean over members. A task whose best epoch
+        was not the joint one is computed with that epoch's weights."""
         import torch
         from torch.func import functional_call
 
@@ -863,10 +863,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return {t.name: np.concatenate([p[t.name] for p in parts], axis=1) for t in self.task_states_}
 
     def _predict_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:
-        # averaging probabilities (not logits) keeps each member's calibration; chunk by chunk,
-        # so the members' outputs of a large batch are never all held at once
-        # into arrays allocated once: many small long-lived parts between the chunks' large
-        # temporaries fragment the heap (a 1M-row batch held 2 GB resident that way)
+        # Averaging probabilities (not logits) keeps each member's calibration. Chunk by chunk,
+        # so the members' outputs of a large batch are never all held at once, into arrays
+        # allocated once: many small long-lived parts between the chunks' large temporaries
+        # fragment the heap (a 1M-row batch held 2 GB resident that way).
         out: dict[str, np.ndarray] = {}
         start = 0
         for part in self._member_chunks(X, mean=True):

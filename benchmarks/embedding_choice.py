@@ -1,0 +1,102 @@
+"""Would choosing the numeric embedding on the validation split pay? (the quality issue)
+
+On the quality benchmark's sets and splits, fits the default net and the same net with
+piecewise-linear embeddings (8 bins), and scores on the test rows: each alone, the one whose
+best validation loss was lower (both hold out the same validation rows: same seed, same
+``validation_fraction``), and the better of the two on the test rows (an oracle, the most the
+choice could give). Errors as in ``quality.py``, divided by per-target LightGBM's from
+``quality.py``'s cache where it has them (run ``quality.py --models lightgbm`` first).
+
+    python benchmarks/embedding_choice.py [--sets scene,enb] [--jobs 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+CANDIDATES = {"default": "net", "ple8": "net:numeric_embedding=ple,n_bins=8"}
+
+
+def one(set_name: str, split: int) -> dict[str, Any]:
+    import datasets
+    import numpy as np
+    import quality
+
+    quality._worker_init()
+    data = datasets.load(set_name)
+    train, test = data.splits[split]
+    out: dict[str, Any] = {"set": set_name, "split": split}
+    for name, spec in CANDIDATES.items():
+        model = quality.make_model(spec, seed=split)
+        outputs, seconds = quality.fit_outputs(model, data, train, test)
+        errors = quality.task_errors(data, train, test, outputs)
+        out[name] = float(np.nanmean(list(errors.values())))
+        out[f"{name}_valid"] = min(h["valid_loss"] for h in model.history_)
+        out[f"{name}_s"] = seconds
+    chosen = min(CANDIDATES, key=lambda n: out[f"{n}_valid"])
+    out["chosen"], out["chosen_name"] = out[chosen], chosen
+    out["oracle"] = min(out[n] for n in CANDIDATES)
+    return out
+
+
+def lightgbm_error(set_name: str, splits: int) -> float | None:
+    import quality
+
+    values = []
+    for split in range(splits):
+        path = quality.cache_path(HERE / "out" / "quality", set_name, "lightgbm", split)
+        if path.exists():
+            values.append(json.loads(path.read_text())["error"])
+    return statistics.mean(values) if values else None
+
+
+def main() -> None:
+    import datasets
+    import quality
+
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sets", default=",".join(quality.DEFAULT_SETS))
+    parser.add_argument("--jobs", type=int, default=2)
+    args = parser.parse_args()
+    jobs = []
+    for name in args.sets.split(","):
+        data = datasets.load(name)
+        if data is None:
+            print(f"skipping {name}: not in ../shared/data", file=sys.stderr)
+            continue
+        jobs += [(name, split) for split in range(len(data.splits))]
+    with ProcessPoolExecutor(args.jobs) as pool:
+        results = list(pool.map(one, *zip(*jobs, strict=True)))
+    columns = ["default", "ple8", "chosen", "oracle"]
+    print("| set | " + " | ".join(columns) + " | chose ple8 | lightgbm |")
+    print("|---|" + "---|" * (len(columns) + 2))
+    ratios: dict[str, list[float]] = {c: [] for c in columns}
+    for name in dict.fromkeys(r["set"] for r in results):
+        rows = [r for r in results if r["set"] == name]
+        means = {c: statistics.mean(r[c] for r in rows) for c in columns}
+        lgbm = lightgbm_error(name, len(rows))
+        picked = sum(r["chosen_name"] == "ple8" for r in rows)
+        print(f"| {name} | " + " | ".join(f"{means[c]:.4f}" for c in columns)
+              + f" | {picked}/{len(rows)} | {'' if lgbm is None else f'{lgbm:.4f}'} |")
+        if lgbm:
+            for c in columns:
+                ratios[c].append(means[c] / lgbm)
+    if any(ratios.values()):
+        print("| error / lightgbm (geo. mean) | " + " | ".join(
+            f"{math.exp(statistics.mean(math.log(x) for x in ratios[c])):.3f}" for c in columns) + " | | |")
+        print("| sets better than lightgbm | " + " | ".join(
+            f"{sum(x < 1 for x in ratios[c])}/{len(ratios[c])}" for c in columns) + " | | |")
+
+
+if __name__ == "__main__":
+    main()

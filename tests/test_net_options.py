@@ -166,3 +166,49 @@ def test_weighting_strategies_adapt_their_weights():
     w = famo.effective_weights()
     assert w[1] > w[0]
     assert torch.isfinite(famo(torch.tensor([0.3, 0.7])))
+
+
+def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_path):
+    """numeric_embedding="auto" trains without and with piecewise-linear embeddings on the same
+    split and seed; the fitted model is exactly the winning candidate's fit, and it says which."""
+    X, y = make_mixed(240, missing=0.1)
+    kw = {**FAST, "n_bins": 6}
+    auto = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **kw).fit(X, y)
+    assert set(auto.embedding_scores_) == {"none", "ple"}
+    plain = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="none", **kw).fit(X, y)
+    ple = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="ple", **kw).fit(X, y)
+    assert auto.embedding_scores_ == {"none": plain._validation_score(), "ple": ple._validation_score()}
+    winner = ple if ple._validation_score() < plain._validation_score() else plain
+    assert auto.numeric_embedding_ == winner.numeric_embedding_ and auto.n_bins_ == 6
+    pd.testing.assert_frame_equal(auto.predict(X), winner.predict(X))
+    np.testing.assert_array_equal(auto.validation_indices_, plain.validation_indices_)
+    np.testing.assert_array_equal(plain.validation_indices_, ple.validation_indices_)
+    assert auto.get_params()["numeric_embedding"] == "auto"          # what the user gave
+    auto.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    assert again.numeric_embedding_ == auto.numeric_embedding_
+    assert again.embedding_scores_ == auto.embedding_scores_
+    pd.testing.assert_frame_equal(again.predict(X), auto.predict(X))
+
+
+def test_auto_embedding_without_a_seed_compares_on_one_split():
+    X, y = make_mixed(200)
+    auto = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto",
+                        **{**FAST, "random_state": None, "max_epochs": 3}).fit(X, y)
+    assert auto.numeric_embedding_ in (None, "ple") and np.isfinite(list(auto.embedding_scores_.values())).all()
+
+
+@pytest.mark.parametrize("bad", [{"validation_fraction": 0.0}, {"early_stopping": False}])
+def test_auto_embedding_needs_a_validation_loss(bad):
+    X, y = make_mixed(120)
+    with pytest.raises(polyhead.PolyheadError, match="validation"):
+        MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **{**FAST, **bad}).fit(X, y)
+
+
+def test_best_preset_chooses_the_embedding_and_fast_has_none():
+    X, y = make_mixed(200)
+    best = MultiTaskNet(tasks=MIXED_TASKS, preset="best", hidden=(8,), max_epochs=3,
+                        random_state=0).fit(X, y)
+    assert best.n_bins_ == 8 and set(best.embedding_scores_) == {"none", "ple"}
+    fast = MultiTaskNet(tasks=MIXED_TASKS, **FAST).fit(X, y)
+    assert fast.numeric_embedding_ is None and fast.embedding_scores_ == {}

@@ -393,3 +393,9 @@ def test_boosting_without_disk_room_is_one_line(folder: Path, monkeypatch: pytes
     monkeypatch.setattr(np, "savez", full)
     with pytest.raises(PolyheadError, match=r"cannot write the encoded rows.*No space left.*cache_dir"):
         polyhead.MultiTaskGBM(TASKS, backend="xgboost", n_estimators=5).fit(ParquetSource(folder))
+
+
+def test_streaming_refuses_the_auto_embedding_in_one_line(folder: Path) -> None:
+    net = polyhead.MultiTaskNet(TASKS, **{**FAST, "numeric_embedding": "auto"})
+    with pytest.raises(polyhead.PolyheadError, match="numeric_embedding='auto' is not available when streaming"):
+        net.fit(ParquetSource(folder))

@@ -95,11 +95,18 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         median, divides by the inter-quartile range and clips smoothly; "quantile" maps each
         value's training quantile to a standard normal. Each keeps a reading far out of range
         from swamping the others.
-    numeric_embedding : {None, "ple", "periodic"}, default=None
+    numeric_embedding : {None, "none", "ple", "periodic", "auto"}, default=None
         An embedding per numeric feature (those with more than two values): piecewise-linear
-        on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`).
-    n_bins : int, default=32
-        Quantile bins of the piecewise-linear embedding.
+        on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`); "none": the scaled
+        values themselves. "auto" trains the network twice, without an embedding and with
+        piecewise-linear ones, on the same training and validation rows and seed, and keeps
+        the one with the lower validation loss (about four times the fit time; the losses
+        are in ``embedding_scores_``, the choice in ``numeric_embedding_``; needs
+        ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="best"``,
+        "none" otherwise).
+    n_bins : int or None, default=None
+        Quantile bins of the piecewise-linear embedding (None: the preset's, 8 for
+        ``preset="best"``, 32 otherwise); the value used is in ``n_bins_``.
     d_embedding : int, default=16
         Width of each numeric embedding, and of each category embedding.
     embed_above : int or None, default=None
@@ -175,6 +182,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Epochs run.
     n_ensemble_, numeric_ : int, str
         The ensemble size and numeric transform used (given, or from the preset).
+    numeric_embedding_, n_bins_ : str or None, int
+        The numeric embedding used (None: none; with "auto", the one chosen) and its bins.
+    embedding_scores_ : dict of str to float
+        With ``numeric_embedding="auto"``: each candidate's validation loss ("none", "ple");
+        empty otherwise.
     best_epoch_ : int
         The epoch whose weights the module holds (the best total validation loss).
     task_best_epochs_ : dict of str to int
@@ -199,8 +211,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "dropout": [P.Interval(float, 0, 1, "left")],
         "norm": [P.options("layer", "batch", None)],
         "numeric": [P.NONE, P.options("standard", "clipped", "robust", "quantile")],
-        "numeric_embedding": [P.options(None, "ple", "periodic")],
-        "n_bins": [P.Interval(int, 2, 1024)],
+        "numeric_embedding": [P.options(None, "none", "ple", "periodic", "auto")],
+        "n_bins": [P.NONE, P.Interval(int, 2, 1024)],
         "d_embedding": [P.Interval(int, 1, 4096)],
         "embed_above": [P.NONE, P.Interval(int, 1, None)],
         "batch_size": [P.options("auto"), P.Interval(int, 1, None)],
@@ -231,7 +243,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     def __init__(self, tasks: TaskSpec = None, *, hidden: tuple[int, ...] = (64, 64),
                  activation: str = "relu", dropout: float = 0.0, norm: str | None = None,
                  numeric: str | None = None, numeric_embedding: str | None = None,
-                 n_bins: int = 32, d_embedding: int = 16, embed_above: int | None = None,
+                 n_bins: int | None = None, d_embedding: int = 16, embed_above: int | None = None,
                  batch_size: int | str = "auto", max_epochs: int = 300, lr: float = 3e-3,
                  weight_decay: float = 1e-4, lr_schedule: str = "plateau",
                  early_stopping: bool = True, patience: int = 20,
@@ -288,10 +300,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """
         self._check_params()
         check_device(self.device)
-        chosen = presets.resolve(self.preset, {"n_ensemble": self.n_ensemble, "numeric": self.numeric,
-                                               "best_epoch": self.best_epoch})
+        chosen = presets.resolve(self.preset, {
+            "n_ensemble": self.n_ensemble, "numeric": self.numeric, "best_epoch": self.best_epoch,
+            "numeric_embedding": self.numeric_embedding, "n_bins": self.n_bins})
         self.n_ensemble_, self.numeric_ = int(chosen["n_ensemble"]), str(chosen["numeric"])
         self._best_epoch_mode = str(chosen["best_epoch"])
+        embedding = chosen["numeric_embedding"]
+        self.numeric_embedding_ = None if embedding == "none" else str(embedding)
+        self.n_bins_ = int(chosen["n_bins"])
+        self.embedding_scores_: dict[str, float] = {}
         if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
                                 "use norm='layer' or None")
@@ -301,10 +318,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             if y is not None or sample_weight is not None:
                 raise PolyheadError("fit(source): a ParquetSource holds its own targets; pass no "
                                     "y (and sample weights are not available when streaming)")
+            if self.numeric_embedding_ == "auto":
+                raise PolyheadError("numeric_embedding='auto' is not available when streaming "
+                                    "(it trains twice); choose 'ple', 'periodic' or 'none'")
             from .net_streaming import fit_source
 
             fit_source(self, X)
             return self
+        if self.numeric_embedding_ == "auto":
+            return self._fit_choosing_embedding(X, y, sample_weight)
         self.world_size_, self.streamed_ = 1, False
         Xf, yf = self._prepare_fit(X, y, sample_weight)
         self.features_ = FeatureEncoder(numeric=self.numeric_, max_categories=self.max_categories,
@@ -317,6 +339,44 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             self._build()
             self.fit_loop(features, targets)
         return self
+
+    def _fit_choosing_embedding(self, X: Any, y: Any, sample_weight: Any) -> MultiTaskNet:
+        """``numeric_embedding="auto"``: one fit without an embedding and one with
+        piecewise-linear embeddings, on the same rows, split and seed; the lower validation
+        loss wins and becomes this estimator's fitted state."""
+        from sklearn.base import clone
+
+        if self.validation_fraction <= 0 or not self.early_stopping:
+            raise PolyheadError("numeric_embedding='auto' chooses on the validation loss: set "
+                                "validation_fraction > 0 and early_stopping=True, or choose "
+                                "'ple', 'periodic' or 'none'")
+        seed = self.random_state
+        if seed is None:
+            seed = int(np.random.default_rng().integers(2**31))
+        scores: dict[str, float] = {}
+        best: MultiTaskNet | None = None
+        for candidate in ("none", "ple"):
+            fitted = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
+                                            n_bins=self.n_bins_).fit(X, y, sample_weight)
+            scores[candidate] = fitted._validation_score()
+            if best is None or scores[candidate] < min(v for k, v in scores.items() if k != candidate):
+                best = fitted
+        assert best is not None
+        params = self.get_params(deep=False)
+        self.__dict__.update({k: v for k, v in best.__dict__.items() if k not in params})
+        self.embedding_scores_ = scores
+        return self
+
+    def _validation_score(self) -> float:
+        """The validation loss of the weights that predict: the best epoch's total, or with
+        per-task best epochs the weighted sum of each task's best (inf without validation)."""
+        records = [h for h in self.history_ if h["valid"] is not None]
+        if not records:
+            return math.inf
+        if self._best_epoch_mode != "per_task":
+            return float(min(h["valid_loss"] for h in records))
+        return float(sum(t.task.weight * min(h["valid"][t.name] for h in records)
+                         for t in self.task_states_))
 
     def _prepare_training(self, features: np.ndarray, seed: int | None = None) -> None:
         """The loss units, the seed and the input layout (``features``: encoded rows, all of
@@ -353,13 +413,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         values) or category embeddings, and the PLE bins: fitted once, saved in the file."""
         roles = self.features_.roles_
         embedded: list[int] = []
-        if self.numeric_embedding is not None:
+        if self.numeric_embedding_ is not None:
             for j, role in enumerate(roles):
                 if role == "numeric" and len(np.unique(features[: 2000, j])) > 2:
                     embedded.append(j)
         edges = None
-        if self.numeric_embedding == "ple" and embedded:
-            edges = quantile_edges(features[:, embedded], self.n_bins)
+        if self.numeric_embedding_ == "ple" and embedded:
+            edges = quantile_edges(features[:, embedded], self.n_bins_)
         return {"embedded": embedded, "codes": [j for j, r in enumerate(roles) if r == "code"],
                 "cardinalities": self.features_.code_cardinalities_, "edges": edges}
 
@@ -374,8 +434,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         inputs = InputBlock(
             in_features, embedded=layout.get("embedded", ()), codes=layout.get("codes", ()),
             cardinalities=layout.get("cardinalities", ()),
-            numeric_embedding=self.numeric_embedding if layout.get("embedded") else None,
-            edges=None if edges is None else torch.as_tensor(edges), n_bins=self.n_bins,
+            numeric_embedding=self.numeric_embedding_ if layout.get("embedded") else None,
+            edges=None if edges is None else torch.as_tensor(edges), n_bins=self.n_bins_,
             d_embedding=self.d_embedding, d_category=self.d_embedding)
         heads = {t.name: t.head_width for t in self.task_states_}
         return MultiTaskModule(inputs, heads, tuple(int(h) for h in self.hidden), self.activation,
@@ -685,10 +745,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "hidden": [int(h) for h in self.hidden], "activation": self.activation,
                 "n_ensemble": int(self.n_ensemble_), "ensemble": self.ensemble,
                 "dropout": self.dropout, "norm": self.norm,
-                "numeric_embedding": self.numeric_embedding if layout["embedded"] else None,
+                "numeric_embedding": self.numeric_embedding_ if layout["embedded"] else None,
                 "embedded": layout["embedded"], "codes": layout["codes"],
                 "cardinalities": layout["cardinalities"],
-                "n_bins": int(self.n_bins), "d_embedding": int(self.d_embedding),
+                "n_bins": int(self.n_bins_), "d_embedding": int(self.d_embedding),
                 "head_hidden": [int(h) for h in self.head_hidden], "experts": int(self.experts),
                 "fused": layout.get("fused", True),
                 "heads": {t.name: t.head_width for t in self.task_states_},
@@ -697,6 +757,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             },
             "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed,
                          "task_best_epochs": self.task_best_epochs_,
+                         "embedding_scores": dict(getattr(self, "embedding_scores_", {})),
                          "world_size": int(getattr(self, "world_size_", 1)),
                          "streamed": bool(getattr(self, "streamed_", False))},
             "history": self.history_,
@@ -757,6 +818,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         epochs = training.get("task_best_epochs", {})
         need(isinstance(epochs, dict) and set(epochs) <= {s.name for s in states}
              and all(count(e, 1 << 30, low=0) for e in epochs.values()), "task_best_epochs")
+        scores = training.get("embedding_scores", {})
+        need(isinstance(scores, dict) and set(scores) <= {"none", "ple"} and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()),
+            "embedding_scores")
         need(isinstance(manifest.get("history", []), list), "history")
 
     def _set_state(self, manifest: dict[str, Any], tensors: dict[str, np.ndarray],
@@ -781,8 +846,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.numeric_ = str(getattr(self.features_, "numeric", "standard"))
         self.ensemble = str(arch.get("ensemble", "packed"))
         self.experts = int(arch.get("experts", 0))
-        self.numeric_embedding = arch.get("numeric_embedding")
-        self.n_bins, self.d_embedding = int(arch.get("n_bins", 32)), int(arch.get("d_embedding", 16))
+        self.numeric_embedding_ = arch.get("numeric_embedding")
+        self.n_bins_ = int(arch.get("n_bins", 32))
+        self.d_embedding = int(arch.get("d_embedding", 16))
         legacy = "fused" not in arch  # format 1: per-task heads (packed ensembles: one "heads")
         tensors = dict(tensors)
         if legacy and self.n_ensemble_ > 1:
@@ -816,6 +882,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self._seed = training.get("seed")
         self.world_size_ = int(training.get("world_size", 1))
         self.streamed_ = bool(training.get("streamed", False))
+        self.embedding_scores_ = {str(k): float(v) for k, v in training.get("embedding_scores", {}).items()}
         self.task_best_epochs_ = {t.name: int(training.get("task_best_epochs", {}).get(t.name, self.best_epoch_))
                                   for t in self.task_states_}
         self._snapshots = {}

@@ -14,11 +14,15 @@ from ..exceptions import PolyheadError
 #: what each preset sets (only parameters that the user left at None)
 PRESETS: dict[str, dict[str, Any]] = {
     # one network, plain standardisation: the previous default, about LightGBM's fit time
-    "fast": {"n_ensemble": 1, "numeric": "standard", "best_epoch": "joint"},
+    "fast": {"n_ensemble": 1, "numeric": "standard", "best_epoch": "joint",
+             "numeric_embedding": "none", "n_bins": 32},
     # eight packed members, standardisation robust to stray spikes
-    "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint"},
-    # sixteen members, each task predicted from its own best epoch
-    "best": {"n_ensemble": 16, "numeric": "clipped", "best_epoch": "per_task"},
+    "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
+                "numeric_embedding": "none", "n_bins": 32},
+    # the default's members trained twice, with plain inputs and with piecewise-linear
+    # embeddings on 8 quantile bins: the one with the lower validation loss predicts
+    "best": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
+             "numeric_embedding": "auto", "n_bins": 8},
 }
 
 

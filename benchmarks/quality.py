@@ -177,8 +177,9 @@ def run_one(set_name: str, spec: str, split: int, cache: str) -> dict[str, Any]:
 #: bumped when a family's defaults change, so cached results of its specs are refitted
 #: (net 2: presets, n_ensemble=8 and numeric="clipped" by default; gbm 3: refitted after the
 #: early-stopping split kept every class in training; net 3: the scripted epoch of
-#: polyhead/nn/fast_epoch.py, same arithmetic but other fit times)
-DEFAULTS_VERSION = {"net": 3, "separate-net": 3, "gbm": 3}
+#: polyhead/nn/fast_epoch.py, same arithmetic but other fit times; gbm 4: early_stopping="refit"
+#: with a 20% split by default)
+DEFAULTS_VERSION = {"net": 3, "separate-net": 3, "gbm": 4}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:

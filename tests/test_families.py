@@ -249,3 +249,73 @@ def test_default_boosting_does_not_collapse_on_many_rare_classes():
     model = MultiTaskGBM(tasks={"rings_class": "multiclass"}, random_state=0).fit(X_tr, y_tr[["rings_class"]])
     majority = (y_te["rings_class"] == y_tr["rings_class"].mode()[0]).mean()
     assert (model.predict(X_te)["rings_class"] == y_te["rings_class"]).mean() > majority
+
+
+@pytest.mark.parametrize("backend", ["hist", "lightgbm", "xgboost"])
+def test_refit_trains_on_every_row_for_the_rounds_the_split_chose(backend):
+    """early_stopping="refit": the validation split picks the rounds, then each output is
+    trained again on all its rows, for those rounds scaled by the rows gained."""
+    if backend != "hist":
+        pytest.importorskip(backend)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    y = pd.DataFrame({"amount": 3 * X["a"] + rng.normal(scale=0.5, size=400),
+                      "sign": (X["b"] > 0).astype(int)})
+    tasks = {"amount": "regression", "sign": "binary"}
+    kw = dict(tasks=tasks, backend=backend, n_estimators=300, learning_rate=0.3, random_state=0)
+    stopped = MultiTaskGBM(early_stopping=True, **kw).fit(X, y)
+    refit = MultiTaskGBM(early_stopping="refit", **kw).fit(X, y)
+
+    def rounds(model, i):
+        unit = model.units_[i][1]
+        if backend == "hist":
+            return unit.n_iter_
+        booster = unit.booster
+        return booster.num_trees() if backend == "lightgbm" else booster.num_boosted_rounds()
+
+    for i in range(2):
+        assert 1 <= rounds(refit, i) < 300  # the split stopped it ...
+    # ... and the refit saw every row: its training fit differs from the stopped model's
+    assert not np.allclose(refit.predict(X)["amount"], stopped.predict(X)["amount"])
+    again = MultiTaskGBM(early_stopping="refit", **kw).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X)["amount"], refit.predict(X)["amount"])
+    assert refit.score(X, y) > 0.5
+
+
+def test_refit_rounds_scale_with_the_rows_gained():
+    gbm = MultiTaskGBM(n_estimators=100)
+    assert gbm._refit_rounds(45, 900, 1000) == 50
+    assert gbm._refit_rounds(95, 900, 1000) == 100  # never past n_estimators
+    assert gbm._refit_rounds(0, 900, 1000) == 1
+
+
+def test_refit_model_round_trips(tmp_path):
+    X, y = make_mixed(n=200)
+    tasks = {"amount": "regression", "kind": "multiclass"}
+    model = MultiTaskGBM(tasks=tasks, early_stopping="refit", n_estimators=50,
+                         random_state=0).fit(X, y[list(tasks)])
+    model.save(tmp_path / "m")
+    loaded = polyhead.load(tmp_path / "m")
+    assert loaded.early_stopping == "refit"
+    pd.testing.assert_frame_equal(loaded.predict(X), model.predict(X))
+
+
+def test_xgboost_early_stopping_predicts_with_the_best_round():
+    """XGBoost's booster predicts with every tree; the rounds after the best one are dropped."""
+    xgb = pytest.importorskip("xgboost")
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    y = pd.DataFrame({"amount": 3 * X["a"] + rng.normal(scale=0.5, size=400)})
+    model = MultiTaskGBM(tasks={"amount": "regression"}, backend="xgboost", n_estimators=300,
+                         learning_rate=0.3, early_stopping=True, random_state=0).fit(X, y)
+    train, valid = model._split(400)
+    F = X.to_numpy()
+    reference = xgb.XGBRegressor(n_estimators=300, learning_rate=0.3, max_leaves=31, max_depth=0,
+                                 tree_method="hist", grow_policy="lossguide", random_state=0,
+                                 n_jobs=1, early_stopping_rounds=20)
+    reference.fit(F[train], y["amount"].to_numpy()[train], eval_set=[(F[valid], y["amount"].to_numpy()[valid])],
+                  verbose=False)
+    assert reference.get_booster().num_boosted_rounds() == reference.best_iteration + 21
+    booster = model.units_[0][1].booster
+    assert booster.num_boosted_rounds() == reference.best_iteration + 1
+    np.testing.assert_allclose(model.predict(X)["amount"], reference.predict(F), rtol=1e-5, atol=1e-5)

@@ -312,6 +312,21 @@ def test_boosting_streams_through_xgboost_external_memory(folder: Path, table: p
         polyhead.MultiTaskGBM(TASKS).fit(ParquetSource(folder))
 
 
+def test_boosting_refit_streams_every_row_again(folder: Path, table: pd.DataFrame) -> None:
+    """early_stopping="refit" from a stream: the held-out rows choose the rounds, then each
+    booster trains again on the training and the held-out rows together."""
+    pytest.importorskip("xgboost")
+    X, y = table[["a", "b", "colour"]], table.drop(columns=["a", "b", "colour"])
+    kw = dict(backend="xgboost", n_estimators=200, learning_rate=0.3, random_state=0)
+    stopped = polyhead.MultiTaskGBM(TASKS, early_stopping=True, **kw).fit(ParquetSource(folder, sample_rows=100))
+    refit = polyhead.MultiTaskGBM(TASKS, early_stopping="refit", **kw).fit(ParquetSource(folder, sample_rows=100))
+    for (_, a), (_, b) in zip(stopped.units_, refit.units_, strict=True):
+        best = a.booster.num_boosted_rounds()
+        assert best < 200 and b.booster.num_boosted_rounds() >= best  # more rows, as many rounds or more
+    assert not np.allclose(stopped.predict(X)["amount"], refit.predict(X)["amount"])
+    assert refit.evaluate(X, y).loc["amount", "r2"] > 0.5
+
+
 @pytest.mark.slow
 def test_predict_works_on_several_files_in_parallel(folder: Path, tmp_path: Path, table: pd.DataFrame,
                                                     capsys: pytest.CaptureFixture[str]) -> None:

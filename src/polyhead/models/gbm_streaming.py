@@ -18,6 +18,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -44,7 +45,7 @@ def fit_source(gbm: Any, source: Any) -> None:
     from .gbm import BoosterUnit
     from .sklearn_base import make_slots
 
-    stops = gbm.early_stopping is True or (gbm.early_stopping == "auto")
+    stops = gbm.early_stopping in (True, "auto", "refit")
     plan = plan_source(gbm, source, gbm.validation_fraction if stops else 0.0)
     sample = plan.summary.fitting_frame()
     Xs, ys = sample[plan.features], sample[plan.targets]
@@ -84,7 +85,18 @@ def fit_source(gbm: Any, source: Any) -> None:
             booster = xgb.train(params, dtrain, num_boost_round=gbm.n_estimators, evals=evals,
                                 early_stopping_rounds=gbm.n_iter_no_change if evals else None,
                                 verbose_eval=False)
-            if evals:  # keep the best round's trees only
+            if evals and gbm._refits():  # again on every row, for the rounds the split chose
+                n_train, n_valid = dtrain.num_row(), evals[0][0].num_row()
+                rounds = gbm._refit_rounds(booster.best_iteration + 1, n_train, n_train + n_valid)
+                del evals, booster
+                def every_row(j: int = j) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray | None]]:
+                    return chain(_slot_rows(files, j, True), _slot_rows(files, j, False))
+
+                both = _batches(xgb, every_row, f"{cache}/all-{j}")
+                dtrain = xgb.ExtMemQuantileDMatrix(both, max_bin=256, nthread=gbm._threads)
+                booster = xgb.train(params, dtrain, num_boost_round=rounds, verbose_eval=False)
+                evals = []
+            elif evals:  # keep the best round's trees only
                 booster = booster[: booster.best_iteration + 1]
             classes = np.arange(n_classes) if objective == "classification" else None
             units.append(([key], BoosterUnit("xgboost", booster, classes)))

@@ -215,6 +215,8 @@ class MultiTaskGBM(SklearnMultiTask):
         model.fit(F[train], y[train], X_val=F[valid], y_val=y[valid], **extra)
         if not self._refits():
             return model
+        # n_iter_ counts the rounds past the best too: scikit-learn's stopped model keeps and
+        # predicts with them, so the refit matches that model's length (as measured)
         kwargs["max_iter"] = self._refit_rounds(model.n_iter_, len(train), len(y))
         return cls(early_stopping=False, **kwargs).fit(F, y, sample_weight=weight)
 
@@ -291,15 +293,16 @@ class MultiTaskGBM(SklearnMultiTask):
                 sample_weight_eval_set = [weight[valid]]
         model.fit(F[train], y_train, sample_weight=None if weight is None else weight[train],
                   eval_set=eval_set, sample_weight_eval_set=sample_weight_eval_set, verbose=False)
+        booster = model.get_booster()
         if eval_set is not None and self._refits():
             # the split kept every class in training, so the codes are those of all rows
             y_all = y if classes is None else np.searchsorted(classes, y)
             model = (xgb.XGBRegressor if regression else xgb.XGBClassifier)(
                 **{**params, "n_estimators": self._refit_rounds(model.best_iteration + 1, len(train), len(y))})
-            model.fit(F, y_all, sample_weight=weight, verbose=False)
+            booster = model.fit(F, y_all, sample_weight=weight, verbose=False).get_booster()
         elif eval_set is not None:  # keep the best round's trees (the booster predicts with all)
-            return BoosterUnit("xgboost", model.get_booster()[: model.best_iteration + 1], classes)
-        return BoosterUnit("xgboost", model.get_booster(), classes)
+            booster = booster[: model.best_iteration + 1]
+        return BoosterUnit("xgboost", booster, classes)
 
     def _fit_source(self, source: Any) -> None:
         """Out of core with ``backend="xgboost"`` (:mod:`polyhead.models.gbm_streaming`)."""

@@ -14,6 +14,7 @@ tox21's molecules become 1,024-bit Morgan fingerprints (radius 2) with RDKit, wh
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +24,9 @@ import pandas as pd
 
 from polyhead import Task
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+#: where the sets are: ../shared/data beside the checkout, or $POLYHEAD_BENCH_DATA
+DATA = Path(os.environ.get("POLYHEAD_BENCH_DATA")
+            or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 
 
 @dataclass

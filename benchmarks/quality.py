@@ -3,7 +3,9 @@
 Each set is fitted on fixed splits (benchmarks/datasets.py) by polyhead's models and by
 references measured in the same run: one LightGBM per target, CatBoost (MultiRMSE where it
 applies), RealMLP and TabM per target (pytabkit). Every fit is single-threaded, two fits run at
-a time (``--jobs``), so fit times compare like with like.
+a time (``--jobs``), so fit times compare like with like. ``--device cuda`` fits the pytabkit
+references on a GPU instead (their fit times are then left out of the report), and
+``$POLYHEAD_BENCH_DATA`` points at the sets when they are not in ../shared/data.
 
 A set's **error** is the mean over its tasks of: RMSE divided by the RMSE of predicting the
 training mean (regression: so the mean of those is aRRMSE), 1 - AUC (binary; multilabel: 1 -
@@ -68,8 +70,9 @@ def make_model(spec: str, seed: int) -> Any:
         inner = polyhead.MultiTaskNet(**{**SINGLE_THREAD["MultiTaskNet"], **params})
         return polyhead.Separate(inner, random_state=seed)
     cls = getattr(polyhead, POLYHEAD[base])
-    if "hidden" in params and not isinstance(params["hidden"], tuple):
-        params["hidden"] = (params["hidden"],)
+    for key in ("hidden", "head_hidden"):
+        if key in params and not isinstance(params[key], tuple):
+            params[key] = (params[key],)
     return cls(random_state=seed, **{**SINGLE_THREAD.get(cls.__name__, {}), **params})
 
 
@@ -164,7 +167,8 @@ def run_one(set_name: str, spec: str, split: int, cache: str) -> dict[str, Any]:
     model = make_model(spec, seed=split)
     outputs, seconds = fit_outputs(model, data, train, test)
     errors = task_errors(data, train, test, outputs)
-    result = {"set": set_name, "model": spec, "split": split, "fit_s": seconds,
+    device = os.environ.get("POLYHEAD_BENCH_DEVICE", "cpu") if spec in REFERENCE_DEVICES else "cpu"
+    result = {"set": set_name, "model": spec, "split": split, "fit_s": seconds, "device": device,
               "tasks": errors, "error": float(np.nanmean(list(errors.values())))}
     path = Path(cache)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,12 +178,16 @@ def run_one(set_name: str, spec: str, split: int, cache: str) -> dict[str, Any]:
     return result
 
 
+#: the references that ``--device`` moves (pytabkit's); every other model fits on the CPU
+REFERENCE_DEVICES = ("realmlp", "tabm")
+
 #: bumped when a family's defaults change, so cached results of its specs are refitted
 #: (net 2: presets, n_ensemble=8 and numeric="clipped" by default; gbm 3: refitted after the
 #: early-stopping split kept every class in training; net 3: the scripted epoch of
 #: polyhead/nn/fast_epoch.py, same arithmetic but other fit times; gbm 4: early_stopping="refit"
-#: with a 20% split by default)
-DEFAULTS_VERSION = {"net": 3, "separate-net": 3, "gbm": 4}
+#: with a 20% split by default; realmlp and tabm 2: binary targets pick their epoch by
+#: cross-entropy, as pytabkit recommends for AUC)
+DEFAULTS_VERSION = {"net": 3, "separate-net": 3, "gbm": 4, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:
@@ -194,7 +202,9 @@ def report(results: pd.DataFrame, sets: list[str], models: list[str], reference:
     per_set = results.groupby(["set", "model"])["error"].mean().unstack("model")
     per_set = per_set.reindex(index=[s for s in sets if s in per_set.index],
                               columns=[m for m in models if m in per_set.columns])
-    seconds = results.groupby(["set", "model"])["fit_s"].mean().unstack("model").reindex_like(per_set)
+    # fit times only of CPU fits: a GPU's (``--device``) do not compare with LightGBM's on a CPU
+    on_cpu = results[results.get("device", pd.Series("cpu", index=results.index)).fillna("cpu") == "cpu"]
+    seconds = on_cpu.groupby(["set", "model"])["fit_s"].mean().unstack("model").reindex_like(per_set)
     ranks = per_set.rank(axis=1, method="average")
     lines = ["| set | " + " | ".join(per_set.columns) + " |",
              "|---|" + "---|" * len(per_set.columns)]
@@ -212,7 +222,8 @@ def report(results: pd.DataFrame, sets: list[str], models: list[str], reference:
             f"{int((ratio[c] < 1).sum())}/{int(ratio[c].notna().sum())}" for c in per_set.columns) + " |")
         time_ratio = seconds.div(seconds[reference], axis=0)
         lines.append(f"| fit time / {reference} (geo. mean) | " + " | ".join(
-            f"{math.exp(np.log(time_ratio[c]).mean()):.2f}" for c in per_set.columns) + " |")
+            f"{math.exp(np.log(time_ratio[c]).mean()):.2f}" if time_ratio[c].notna().any()
+            else "GPU" for c in per_set.columns) + " |")
     return "\n".join(lines)
 
 
@@ -226,9 +237,13 @@ def main() -> None:
     parser.add_argument("--splits", type=int, default=0, help="use only the first N splits (0: all)")
     parser.add_argument("--out", default=str(HERE / "out" / "quality"))
     parser.add_argument("--reference", default="lightgbm")
+    parser.add_argument("--device", default="cpu",
+                        help="torch device of the pytabkit references (realmlp, tabm), e.g. cuda; "
+                             "their fit times are then left out of the report")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # inherited by the workers
     os.environ.setdefault("LITLOGGER_DISABLE", "1")
+    os.environ["POLYHEAD_BENCH_DEVICE"] = args.device
 
     import datasets
 

@@ -9,6 +9,7 @@ left out of that target's fit, as polyhead's families do.
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Any
 
@@ -181,7 +182,18 @@ class PyTabKit(PerTarget):
 
         prefix = {"realmlp": "RealMLP_TD", "tabm": "TabM_D"}[self.model]
         cls = getattr(pytabkit, f"{prefix}_{'Regressor' if kind == 'regression' else 'Classifier'}")
-        return cls(random_state=self.seed, n_threads=1, device="cpu", verbosity=0)
+        # $POLYHEAD_BENCH_DEVICE (quality.py --device) fits them on a GPU: their fit times are
+        # then not comparable with the CPU models' and the report leaves them out
+        device = os.environ.get("POLYHEAD_BENCH_DEVICE", "cpu")
+        extra: dict[str, Any] = {}
+        if kind == "binary":
+            # scored by AUC: pytabkit's docstring recommends picking the epoch by cross-entropy
+            # (and RealMLP without label smoothing); its default, classification error, stops a
+            # rare label at the first epoch (TabM's enron AUC was 0.51 with it)
+            extra["val_metric_name"] = "cross_entropy"
+            if self.model == "realmlp":
+                extra["use_ls"] = False
+        return cls(random_state=self.seed, n_threads=1, device=device, verbosity=0, **extra)
 
 
 class Trivial(PerTarget):

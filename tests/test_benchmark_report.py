@@ -1,0 +1,63 @@
+"""benchmarks/quality.py's own logic (specs, report), on synthetic results: no fits, no data."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def quality():
+    sys.path.insert(0, str(BENCH))
+    try:
+        import quality as module
+    finally:
+        sys.path.remove(str(BENCH))
+    return module
+
+
+def _rows(model: str, errors: dict[str, float], seconds: float, device: str | None = None) -> list[dict]:
+    rows = []
+    for name, error in errors.items():
+        row = {"set": name, "model": model, "split": 0, "fit_s": seconds, "error": error}
+        if device is not None:
+            row["device"] = device
+        rows.append(row)
+    return rows
+
+
+def test_report_ranks_ratios_and_leaves_gpu_fit_times_out(quality):
+    results = pd.DataFrame(
+        _rows("lightgbm", {"a": 0.5, "b": 0.2}, 1.0)
+        + _rows("net", {"a": 0.25, "b": 0.4}, 4.0, "cpu")
+        + _rows("tabm", {"a": 0.4, "b": 0.1}, 0.5, "cuda"))
+    table = quality.report(results, ["a", "b"], ["net", "tabm", "lightgbm"], "lightgbm")
+    lines = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+             for line in table.splitlines()[2:]}
+    assert lines["a"] == ["**0.2500**", "0.4000", "0.5000"]
+    assert lines["**mean rank**"] == ["2.00", "1.50", "2.50"]
+    assert lines["error / lightgbm (geo. mean)"][0] == "1.000"  # sqrt(0.5 * 2)
+    assert lines["sets better than lightgbm"] == ["1/2", "2/2", "0/2"]
+    # the GPU-fitted reference has no fit-time ratio; the CPU ones do
+    assert lines["fit time / lightgbm (geo. mean)"] == ["4.00", "GPU", "1.00"]
+
+
+def test_report_reads_results_cached_before_the_device_field(quality):
+    results = pd.DataFrame(_rows("lightgbm", {"a": 0.5}, 2.0) + _rows("net", {"a": 0.4}, 1.0))
+    table = quality.report(results, ["a"], ["net", "lightgbm"], "lightgbm")
+    assert "| fit time / lightgbm (geo. mean) | 0.50 | 1.00 |" in table
+
+
+def test_specs_parse_tuples_and_the_cache_key_follows_the_defaults_version(quality, tmp_path):
+    assert quality._split_args("hidden=128,128,lr=0.01") == ["hidden=128,128", "lr=0.01"]
+    net = quality.make_model("net:head_hidden=32,hidden=16", seed=3)
+    assert net.head_hidden == (32,) and net.hidden == (16,) and net.random_state == 3
+    a = quality.cache_path(tmp_path, "enb", "tabm", 0)
+    assert a.parent == tmp_path / "cache" / "enb" and a.name.startswith("tabm-")
+    assert a != quality.cache_path(tmp_path, "enb", "tabm", 1)
+    assert a != quality.cache_path(tmp_path, "enb", "realmlp", 0)

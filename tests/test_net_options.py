@@ -3,6 +3,8 @@ loss weighting strategies. Behaviour only (shapes, masking, seeds, files), never
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,6 +13,7 @@ from conftest import FAST, MIXED_TASKS, make_mixed
 
 import polyhead
 from polyhead import MultiTaskNet
+from polyhead.models.net import _embedding_wins
 from polyhead.nn import BatchEnsembleLinear, InputBlock, MultiTaskModule
 from polyhead.nn.inputs import PiecewiseLinear, quantile_bins
 
@@ -175,10 +178,16 @@ def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     kw = {**FAST, "n_bins": 6}
     auto = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **kw).fit(X, y)
     assert set(auto.embedding_scores_) == {"none", "ple"}
-    plain = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="none", **kw).fit(X, y)
-    ple = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="ple", **kw).fit(X, y)
-    assert auto.embedding_scores_ == {"none": plain._validation_score(), "ple": ple._validation_score()}
-    winner = ple if ple._validation_score() < plain._validation_score() else plain
+    assert not hasattr(auto, "_valid_blocks") and not hasattr(auto, "_score_blocks")
+    plain = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="none", **kw)
+    ple = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="ple", **kw)
+    for candidate in (plain, ple):
+        candidate._score_blocks = 20
+        candidate.fit(X, y)
+        assert candidate._valid_blocks.shape == (20,) and np.isfinite(candidate._valid_blocks).all()
+    scores = {"none": plain._validation_score(), "ple": ple._validation_score()}
+    assert auto.embedding_scores_ == scores
+    winner = ple if _embedding_wins(plain, ple, scores) else plain
     assert auto.numeric_embedding_ == winner.numeric_embedding_ and auto.n_bins_ == 6
     pd.testing.assert_frame_equal(auto.predict(X), winner.predict(X))
     np.testing.assert_array_equal(auto.validation_indices_, plain.validation_indices_)
@@ -189,6 +198,26 @@ def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     assert again.numeric_embedding_ == auto.numeric_embedding_
     assert again.embedding_scores_ == auto.embedding_scores_
     pd.testing.assert_frame_equal(again.predict(X), auto.predict(X))
+
+
+def test_auto_embedding_switches_only_on_a_gain_beyond_the_noise():
+    """The embedded fit replaces the plain one only when its validation loss is lower by more
+    than one standard error of the per-block paired difference; per-task best epochs, and
+    splits too small to pair, compare the totals."""
+
+    def fit(blocks, mode="joint"):
+        return SimpleNamespace(_valid_blocks=np.asarray(blocks, dtype=float), _best_epoch_mode=mode)
+
+    plain = [1.0, 1.2, 0.8, 1.1, 0.9, 1.0, 1.3, 0.7]
+    steady = [v - 0.05 for v in plain]                        # a little better on every block
+    noisy = [v + d for v, d in zip(plain, [-0.6, 0.5, -0.5, 0.4, -0.4, 0.5, -0.5, 0.45], strict=True)]
+    scores = {"none": float(np.mean(plain)), "ple": float(np.mean(noisy))}
+    assert scores["ple"] < scores["none"]                    # lower in total, but by noise
+    assert _embedding_wins(fit(plain), fit(steady), scores)
+    assert not _embedding_wins(fit(plain), fit(noisy), scores)
+    assert _embedding_wins(fit(plain, "per_task"), fit(noisy, "per_task"), scores)
+    assert _embedding_wins(fit([1.0]), fit([2.0]), scores)   # one block: the totals
+    assert not _embedding_wins(fit(plain), fit([v + 0.05 for v in plain]), scores)
 
 
 def test_auto_embedding_without_a_seed_compares_on_one_split():

@@ -67,6 +67,23 @@ def check_device(device: str) -> None:
                             "device='cpu'")
 
 
+#: runs of validation rows whose paired losses decide ``numeric_embedding="auto"``
+_CHOICE_BLOCKS = 20
+
+
+def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float]) -> bool:
+    """Whether the fit with embeddings replaces the plain one: its validation loss must be
+    lower by more than one standard error of the paired per-block difference (a few dozen
+    validation rows otherwise pick the wrong one on noise). Per-task best epochs predict
+    each task with other weights, so there the totals decide, as does a split too small
+    to pair."""
+    a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
+    if plain._best_epoch_mode == "per_task" or a is None or b is None or len(a) < 2:
+        return scores["ple"] < scores["none"]
+    gain = a - b
+    return bool(gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
+
+
 @register_estimator
 class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     """One neural network, several targets of mixed kinds.
@@ -100,8 +117,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`); "none": the scaled
         values themselves. "auto" trains the network twice, without an embedding and with
         piecewise-linear ones, on the same training and validation rows and seed, and keeps
-        the one with the lower validation loss (about five times the default's fit time; the losses
-        are in ``embedding_scores_``, the choice in ``numeric_embedding_``; needs
+        the embedded one only when its validation loss is lower by more than one standard
+        error of the paired difference over 20 runs of validation rows, so a small split's
+        noise does not choose (about five times the default's fit time; the losses are in
+        ``embedding_scores_``, the choice in ``numeric_embedding_``; needs
         ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="best"``,
         "none" otherwise).
     n_bins : int or None, default=None
@@ -131,12 +150,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Share of the training rows held out to monitor training (0 = none); their positions
         are in ``validation_indices_``.
     best_epoch : {"joint", "per_task"} or None, default=None
-        None: the preset's ("per_task" for ``preset="best"``, else "joint"). "joint" restores the weights of the epoch with the best total validation loss.
+        None: the preset's ("joint" for every preset). "joint" restores the weights of the
+        epoch with the best total validation loss.
         "per_task" predicts each task with the weights of the epoch where its own validation
         loss was lowest (only the snapshots tasks need are kept), and stops when no task has
         improved for ``patience`` epochs.
     n_ensemble : int or None, default=None
-        None: the preset's (1 "fast", 8 "default", 16 "best"). K > 1 trains K members at once as one network; predictions average the members
+        None: the preset's (1 "fast", 8 "default" and "best"). K > 1 trains K members at once as one network; predictions average the members
         (probabilities for class tasks) and ``predict(X, return_std=True)`` also gives their
         spread. With an ensemble, early stopping watches the averaged prediction's loss.
     ensemble : {"packed", "batch"}, default="packed"
@@ -353,13 +373,17 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
-        fits = {candidate: clone(self).set_params(numeric_embedding=candidate, random_state=seed,
-                                                  n_bins=self.n_bins_).fit(X, y, sample_weight)
-                for candidate in ("none", "ple")}
+        fits = {}
+        for candidate in ("none", "ple"):
+            fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
+                                                     n_bins=self.n_bins_)
+            fits[candidate]._score_blocks = _CHOICE_BLOCKS
+            fits[candidate].fit(X, y, sample_weight)
         scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
-        best = fits[min(scores, key=scores.__getitem__)]  # a tie keeps "none"
+        best = fits["ple" if _embedding_wins(fits["none"], fits["ple"], scores) else "none"]
         params = self.get_params(deep=False)
-        self.__dict__.update({k: v for k, v in best.__dict__.items() if k not in params})
+        self.__dict__.update({k: v for k, v in best.__dict__.items()
+                              if k not in params and k not in ("_score_blocks", "_valid_blocks")})
         self.embedding_scores_ = scores
         return self
 
@@ -536,6 +560,21 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
         self.train_epochs(lambda generator: self.run_epoch(*train, generator=generator),
                           None if valid is None else (lambda: self.evaluate_losses(*valid)))
+        if valid is not None and getattr(self, "_score_blocks", 0):
+            self._valid_blocks = self._block_losses(*valid, self._score_blocks)
+
+    def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int) -> np.ndarray:
+        """The weighted total loss of the restored weights on each of ``n_blocks`` runs of the
+        validation rows (a random sample, so each run is one too): paired per block, two fits'
+        losses say whether one is better by more than the noise of a small validation split."""
+        weights = np.array([t.task.weight for t in self.task_states_], dtype=float)
+        edges = np.linspace(0, x.shape[0], min(n_blocks, x.shape[0]) + 1).astype(int)
+        totals = []
+        for a, b in itertools.pairwise(edges):
+            part = {k: (v[a:b], None if w is None else w[a:b]) for k, (v, w) in targets.items()}
+            losses = self.evaluate_losses(x[a:b], part).cpu().numpy().astype(float)
+            totals.append(float((weights * np.nan_to_num(losses)).sum()))  # no label: no loss
+        return np.array(totals)
 
     def train_epochs(self, train: Any, valid: Any, forward: Any = None) -> None:
         """The epochs: ``train(generator)`` runs one over the training rows and returns the mean

@@ -560,8 +560,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
         self.train_epochs(lambda generator: self.run_epoch(*train, generator=generator),
                           None if valid is None else (lambda: self.evaluate_losses(*valid)))
-        if valid is not None and getattr(self, "_score_blocks", 0):
-            self._valid_blocks = self._block_losses(*valid, self._score_blocks)
+        blocks = int(self.__dict__.get("_score_blocks", 0))  # set by numeric_embedding="auto"
+        if valid is not None and blocks:
+            self._valid_blocks = self._block_losses(*valid, blocks)
 
     def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int) -> np.ndarray:
         """The weighted total loss of the restored weights on each of ``n_blocks`` runs of the

@@ -275,6 +275,9 @@ def test_refit_trains_on_every_row_for_the_rounds_the_split_chose(backend):
 
     for i in range(2):
         assert 1 <= rounds(refit, i) < 300  # the split stopped it ...
+    if backend == "hist":  # the stopped model's rounds (patience ones too), scaled by 400/320
+        n_iter = stopped.units_[0][1].n_iter_
+        assert rounds(refit, 0) == refit._refit_rounds(n_iter, 320, 400) == round(n_iter * 400 / 320)
     # ... and the refit saw every row: its training fit differs from the stopped model's
     assert not np.allclose(refit.predict(X)["amount"], stopped.predict(X)["amount"])
     again = MultiTaskGBM(early_stopping="refit", **kw).fit(X, y)

@@ -218,7 +218,7 @@ class MultiTaskGBM(SklearnMultiTask):
         # n_iter_ counts the rounds past the best too: scikit-learn's stopped model keeps and
         # predicts with them, so the refit matches that model's length. Measured against the
         # best round alone (benchmarks/quality.py, 19 sets): 0.966 of LightGBM's error and 15
-        # sets better with n_iter_, 0.974 and 13 with the best round
+        # sets better with n_iter_, 0.973 and 13 with the best round
         kwargs["max_iter"] = self._refit_rounds(model.n_iter_, len(train), len(y))
         return cls(early_stopping=False, **kwargs).fit(F, y, sample_weight=weight)
 

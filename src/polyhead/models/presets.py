@@ -20,7 +20,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
                 "numeric_embedding": "none", "n_bins": 32},
     # the default's members trained twice, with plain inputs and with piecewise-linear
-    # embeddings on 8 quantile bins: the one with the lower validation loss predicts
+    # embeddings on 8 quantile bins: the embedded one predicts only when its validation loss
+    # is lower by more than the split's noise (see MultiTaskNet's numeric_embedding)
     "best": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
              "numeric_embedding": "auto", "n_bins": 8},
 }

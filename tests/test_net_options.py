@@ -13,7 +13,7 @@ from conftest import FAST, MIXED_TASKS, make_mixed
 
 import polyhead
 from polyhead import MultiTaskNet
-from polyhead.models.net import _embedding_wins
+from polyhead.models.net import _beyond_noise, _embedding_wins
 from polyhead.nn import BatchEnsembleLinear, InputBlock, MultiTaskModule
 from polyhead.nn.inputs import PiecewiseLinear, quantile_bins
 
@@ -26,6 +26,7 @@ OPTIONS = {
     "task layers": dict(head_hidden=(8,)),
     "experts": dict(experts=3),
     "per-task best epoch": dict(best_epoch="per_task"),
+    "auto best epoch": dict(best_epoch="auto", n_ensemble=2),
     "robust": dict(numeric="robust"),
     "dwa": dict(weighting="dwa"),
     "famo": dict(weighting="famo"),
@@ -169,6 +170,41 @@ def test_weighting_strategies_adapt_their_weights():
     w = famo.effective_weights()
     assert w[1] > w[0]
     assert torch.isfinite(famo(torch.tensor([0.3, 0.7])))
+
+
+def test_auto_best_epochs_keep_own_epochs_only_beyond_the_noise(tmp_path):
+    """best_epoch="auto" trains exactly as "per_task", then each task keeps its own epoch or
+    goes back to the joint one; the snapshots kept are exactly those still needed, the
+    validation score is that of the epochs that predict, and the file keeps the choice."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(400, 4)), columns=list("abcd"))
+    y = pd.DataFrame({"signal": np.sin(3 * X.a) + X.b ** 2 + rng.normal(scale=0.1, size=400),
+                      "sign": (X.c > 0).astype(int), "noise": rng.normal(size=400)})
+    kw = dict(hidden=(32,), max_epochs=150, random_state=0, preset="fast")
+    per_task = MultiTaskNet(best_epoch="per_task", **kw).fit(X, y)
+    auto = MultiTaskNet(best_epoch="auto", **kw).fit(X, y)
+    assert auto.best_epoch_ == per_task.best_epoch_ and auto.n_iter_ == per_task.n_iter_
+    for name, epoch in auto.task_best_epochs_.items():
+        assert epoch in (per_task.task_best_epochs_[name], auto.best_epoch_)
+    assert set(auto._snapshots) == set(auto.task_best_epochs_.values()) - {auto.best_epoch_}
+    by_epoch = {h["epoch"]: h["valid"] for h in auto.history_}
+    assert auto._validation_score() == pytest.approx(sum(
+        by_epoch[auto.task_best_epochs_[n]][n] for n in y.columns))
+    auto.save(tmp_path / "m")
+    again = polyhead.load(tmp_path / "m")
+    assert again.task_best_epochs_ == auto.task_best_epochs_
+    pd.testing.assert_frame_equal(again.predict(X), auto.predict(X))
+    # a validation split of one row cannot pair: every task goes back to the joint epoch
+    tiny = MultiTaskNet(best_epoch="auto", validation_fraction=0.003, **kw).fit(X, y)
+    assert len(tiny.validation_indices_) == 1
+    assert set(tiny.task_best_epochs_.values()) == {tiny.best_epoch_} and not tiny._snapshots
+
+
+def test_beyond_noise_needs_a_mean_gain_above_one_standard_error():
+    assert _beyond_noise(np.array([0.05, 0.05, 0.06, 0.04]))
+    assert not _beyond_noise(np.array([0.6, -0.5, 0.5, -0.4, 0.4, -0.5, 0.5, -0.45]))
+    assert not _beyond_noise(np.array([-0.05, -0.05, -0.05]))
+    assert not _beyond_noise(np.array([1.0]))           # one block cannot pair
 
 
 def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_path):

@@ -78,10 +78,15 @@ def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float]) -> bool
     each task with other weights, so there the totals decide, as does a split too small
     to pair."""
     a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
-    if plain._best_epoch_mode == "per_task" or a is None or b is None or len(a) < 2:
+    if plain._best_epoch_mode != "joint" or a is None or b is None or len(a) < 2:
         return scores["ple"] < scores["none"]
-    gain = a - b
-    return bool(gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
+    return _beyond_noise(a - b)
+
+
+def _beyond_noise(gain: np.ndarray) -> bool:
+    """Whether paired per-block gains (losses before minus after) show a real improvement:
+    their mean exceeds one standard error (never with fewer than two blocks)."""
+    return bool(len(gain) > 1 and gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
 
 
 @register_estimator
@@ -149,12 +154,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     validation_fraction : float, default=0.1
         Share of the training rows held out to monitor training (0 = none); their positions
         are in ``validation_indices_``.
-    best_epoch : {"joint", "per_task"} or None, default=None
+    best_epoch : {"joint", "per_task", "auto"} or None, default=None
         None: the preset's ("joint" for every preset). "joint" restores the weights of the
         epoch with the best total validation loss.
         "per_task" predicts each task with the weights of the epoch where its own validation
         loss was lowest (only the snapshots tasks need are kept), and stops when no task has
-        improved for ``patience`` epochs.
+        improved for ``patience`` epochs. "auto" trains as "per_task", then keeps a task's own
+        epoch only where its validation loss there beats the joint epoch's by more than one
+        standard error of the paired difference over 20 runs of validation rows (the joint
+        epoch for every task when streaming).
     n_ensemble : int or None, default=None
         None: the preset's (1 "fast", 8 "default" and "best"). K > 1 trains K members at once as one network; predictions average the members
         (probabilities for class tasks) and ``predict(X, return_std=True)`` also gives their
@@ -243,7 +251,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "early_stopping": [P.BOOL],
         "patience": [P.Interval(int, 1, None)],
         "validation_fraction": [P.Interval(float, 0, 1, "left")],
-        "best_epoch": [P.NONE, P.options("joint", "per_task")],
+        "best_epoch": [P.NONE, P.options("joint", "per_task", "auto")],
         "n_ensemble": [P.NONE, P.Interval(int, 1, 4096)],
         "preset": [P.options("fast", "default", "best")],
         "ensemble": [P.options("packed", "batch")],
@@ -393,9 +401,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         records = [h for h in self.history_ if h["valid"] is not None]
         if not records:
             return math.inf
-        if self._best_epoch_mode != "per_task":
+        if self._best_epoch_mode == "joint":
             return float(min(h["valid_loss"] for h in records))
-        return float(sum(t.task.weight * min(h["valid"][t.name] for h in records)
+        by_epoch = {h["epoch"]: h["valid"] for h in records}
+        return float(sum(t.task.weight * by_epoch[self.task_best_epochs_[t.name]][t.name]
                          for t in self.task_states_))
 
     def _prepare_training(self, features: np.ndarray, seed: int | None = None) -> None:
@@ -560,22 +569,55 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
         self.train_epochs(lambda generator: self.run_epoch(*train, generator=generator),
                           None if valid is None else (lambda: self.evaluate_losses(*valid)))
+        if valid is not None and self._best_epoch_mode == "auto":
+            self._keep_task_epochs_beyond_noise(*valid)
         blocks = int(self.__dict__.get("_score_blocks", 0))  # set by numeric_embedding="auto"
         if valid is not None and blocks:
             self._valid_blocks = self._block_losses(*valid, blocks)
 
+    def _block_task_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int,
+                           weights: Any = None) -> np.ndarray:
+        """Per-task losses ``(blocks, tasks)`` on ``n_blocks`` runs of the validation rows (a
+        random sample, so each run is one too), with the module's weights or ``weights`` (a
+        snapshot). A run without a task's labels adds no loss to it."""
+        from torch.func import functional_call
+
+        if weights is not None:
+            self._forward = lambda inputs: functional_call(self.module_, weights, (inputs,))
+        try:
+            edges = np.linspace(0, x.shape[0], min(n_blocks, x.shape[0]) + 1).astype(int)
+            rows = []
+            for a, b in itertools.pairwise(edges):
+                part = {k: (v[a:b], None if w is None else w[a:b]) for k, (v, w) in targets.items()}
+                rows.append(np.nan_to_num(self.evaluate_losses(x[a:b], part).cpu().numpy().astype(float)))
+            return np.array(rows)
+        finally:
+            self.__dict__.pop("_forward", None)
+
     def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int) -> np.ndarray:
-        """The weighted total loss of the restored weights on each of ``n_blocks`` runs of the
-        validation rows (a random sample, so each run is one too): paired per block, two fits'
-        losses say whether one is better by more than the noise of a small validation split."""
+        """The weighted total loss of the restored weights on each run of validation rows:
+        paired per block, two fits' losses say whether one is better by more than the noise of
+        a small validation split."""
         weights = np.array([t.task.weight for t in self.task_states_], dtype=float)
-        edges = np.linspace(0, x.shape[0], min(n_blocks, x.shape[0]) + 1).astype(int)
-        totals = []
-        for a, b in itertools.pairwise(edges):
-            part = {k: (v[a:b], None if w is None else w[a:b]) for k, (v, w) in targets.items()}
-            losses = self.evaluate_losses(x[a:b], part).cpu().numpy().astype(float)
-            totals.append(float((weights * np.nan_to_num(losses)).sum()))  # no label: no loss
-        return np.array(totals)
+        return self._block_task_losses(x, targets, n_blocks) @ weights
+
+    def _keep_task_epochs_beyond_noise(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> None:
+        """``best_epoch="auto"``: a task keeps its own best epoch only where its validation
+        loss there beats the joint epoch's by more than one standard error of the paired
+        per-block difference; the others are predicted by the joint epoch's weights."""
+        joint = self._block_task_losses(x, targets, _CHOICE_BLOCKS)
+        epochs: dict[str, int] = dict(self.__dict__["task_best_epochs_"])
+        snapshots: dict[int, Any] = self.__dict__["_snapshots"]
+        for i, t in enumerate(self.task_states_):
+            own = epochs[t.name]
+            if own == self.best_epoch_ or own not in snapshots:
+                epochs[t.name] = self.best_epoch_
+                continue
+            gain = joint[:, i] - self._block_task_losses(x, targets, _CHOICE_BLOCKS, snapshots[own])[:, i]
+            if not _beyond_noise(gain):
+                epochs[t.name] = self.best_epoch_
+        self.task_best_epochs_ = epochs
+        self._snapshots = {e: w for e, w in snapshots.items() if e in set(epochs.values())}
 
     def train_epochs(self, train: Any, valid: Any, forward: Any = None) -> None:
         """The epochs: ``train(generator)`` runs one over the training rows and returns the mean
@@ -594,7 +636,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         names = [t.name for t in self.task_states_]
         self.history_: list[dict[str, Any]] = []
         watch = self.early_stopping and valid is not None
-        tracker = _BestEpochs(names, per_task=self._best_epoch_mode == "per_task" and watch)
+        tracker = _BestEpochs(names, per_task=self._best_epoch_mode in ("per_task", "auto") and watch)
         self._printer = _EpochPrinter(names) if self.verbose else None
         for epoch in range(1, self.max_epochs + 1):
             start = time.perf_counter()

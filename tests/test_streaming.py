@@ -414,3 +414,13 @@ def test_streaming_refuses_the_auto_embedding_in_one_line(folder: Path) -> None:
     net = polyhead.MultiTaskNet(TASKS, **{**FAST, "numeric_embedding": "auto"})
     with pytest.raises(polyhead.PolyheadError, match="numeric_embedding='auto' is not available when streaming"):
         net.fit(ParquetSource(folder))
+
+
+def test_streaming_with_auto_best_epochs_predicts_every_task_from_the_joint_epoch(folder: Path) -> None:
+    """best_epoch="auto" has no paired check over streamed chunks: every task goes back to the
+    joint epoch, and no snapshot is kept (per_task, on the same stream, keeps its own epochs)."""
+    kw = {**FAST, "max_epochs": 12}
+    auto = polyhead.MultiTaskNet(TASKS, best_epoch="auto", **kw).fit(ParquetSource(folder, buffer_rows=64))
+    assert set(auto.task_best_epochs_.values()) == {auto.best_epoch_} and not auto._snapshots
+    per_task = polyhead.MultiTaskNet(TASKS, best_epoch="per_task", **kw).fit(ParquetSource(folder, buffer_rows=64))
+    assert per_task.n_iter_ == auto.n_iter_ and per_task.best_epoch_ == auto.best_epoch_

@@ -72,13 +72,12 @@ _CHOICE_BLOCKS = 20
 
 
 def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float]) -> bool:
-    """Whether the fit with embeddings replaces the plain one: its validation loss must be
-    lower by more than one standard error of the paired per-block difference (a few dozen
-    validation rows otherwise pick the wrong one on noise). Per-task best epochs predict
-    each task with other weights, so there the totals decide, as does a split too small
-    to pair."""
+    """Whether the fit with embeddings replaces the plain one: its validation loss (of the
+    weights that predict each task) must be lower by more than one standard error of the
+    paired per-block difference (a few dozen validation rows otherwise pick the wrong one on
+    noise). A split too small to pair compares the totals."""
     a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
-    if plain._best_epoch_mode != "joint" or a is None or b is None or len(a) < 2:
+    if a is None or b is None or len(a) < 2:
         return scores["ple"] < scores["none"]
     return _beyond_noise(a - b)
 
@@ -595,11 +594,18 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             self.__dict__.pop("_forward", None)
 
     def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int) -> np.ndarray:
-        """The weighted total loss of the restored weights on each run of validation rows:
-        paired per block, two fits' losses say whether one is better by more than the noise of
-        a small validation split."""
+        """The weighted total loss, on each run of validation rows, of the weights that predict
+        (each task's own epoch where it has one): paired per block, two fits' losses say whether
+        one is better by more than the noise of a small validation split."""
         weights = np.array([t.task.weight for t in self.task_states_], dtype=float)
-        return self._block_task_losses(x, targets, n_blocks) @ weights
+        losses = self._block_task_losses(x, targets, n_blocks)
+        epochs = getattr(self, "task_best_epochs_", {})
+        snapshots: dict[int, Any] = self.__dict__.get("_snapshots", {})
+        for epoch, state in snapshots.items():
+            own = [i for i, t in enumerate(self.task_states_) if epochs.get(t.name) == epoch]
+            if own:
+                losses[:, own] = self._block_task_losses(x, targets, n_blocks, state)[:, own]
+        return losses @ weights
 
     def _keep_task_epochs_beyond_noise(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> None:
         """``best_epoch="auto"``: a task keeps its own best epoch only where its validation

@@ -338,6 +338,7 @@ def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
     for preset, values in PRESETS.items():
         model = net(tasks=MIXED_TASKS, max_epochs=3, preset=preset).fit(X, y)
         assert model.n_ensemble_ == values["n_ensemble"] and model.numeric_ == values["numeric"]
+        assert model._best_epoch_mode == values["best_epoch"]
         assert model.get_params()["n_ensemble"] is None
         assert {c["transform"] for c in model.features_.columns_ if c["type"] == "numeric"} <= {
             values["numeric"], "standard"}

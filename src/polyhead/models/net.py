@@ -614,13 +614,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         joint = self._block_task_losses(x, targets, _CHOICE_BLOCKS)
         epochs: dict[str, int] = dict(self.__dict__["task_best_epochs_"])
         snapshots: dict[int, Any] = self.__dict__["_snapshots"]
+        # each kept snapshot once, however many tasks it is the best epoch of
+        own_losses = {e: self._block_task_losses(x, targets, _CHOICE_BLOCKS, state)
+                      for e, state in snapshots.items()}
         for i, t in enumerate(self.task_states_):
             own = epochs[t.name]
-            if own == self.best_epoch_ or own not in snapshots:
-                epochs[t.name] = self.best_epoch_
-                continue
-            gain = joint[:, i] - self._block_task_losses(x, targets, _CHOICE_BLOCKS, snapshots[own])[:, i]
-            if not _beyond_noise(gain):
+            if own not in own_losses or not _beyond_noise(joint[:, i] - own_losses[own][:, i]):
                 epochs[t.name] = self.best_epoch_
         self.task_best_epochs_ = epochs
         self._snapshots = {e: w for e, w in snapshots.items() if e in set(epochs.values())}

@@ -61,3 +61,14 @@ def test_specs_parse_tuples_and_the_cache_key_follows_the_defaults_version(quali
     assert a.parent == tmp_path / "cache" / "enb" and a.name.startswith("tabm-")
     assert a != quality.cache_path(tmp_path, "enb", "tabm", 1)
     assert a != quality.cache_path(tmp_path, "enb", "realmlp", 0)
+
+
+def test_a_run_with_nothing_to_report_says_so_instead_of_failing(quality, tmp_path, monkeypatch, capsys):
+    """--no-fit on an empty cache (or sets that are not there) ends with one line, not a
+    traceback from inside pandas."""
+    monkeypatch.setattr(sys, "argv", ["quality.py", "--no-fit", "--models", "lightgbm",
+                                      "--sets", "no_such_set", "--out", str(tmp_path)])
+    monkeypatch.setattr(quality.os, "environ", {**quality.os.environ})  # main() sets variables
+    quality.main()
+    assert capsys.readouterr().out.strip().endswith("no results to report")
+    assert not (tmp_path / "quality.md").exists()

@@ -17,7 +17,7 @@ sets). It is printed and written to ``--out``/quality.md.
 Model specs: ``net``, ``separate-net``, ``gbm``, ``forest``, ``linear``, ``lightgbm``,
 ``catboost``, ``realmlp``, ``tabm``; polyhead ones take parameters, e.g.
 ``net:n_ensemble=8,hidden=128,128`` or ``gbm:backend=lightgbm``. Results are cached per (set,
-model, split) under ``--out``: a rerun fits only what is missing (``--rerun SPEC`` refits one).
+model, split) under ``--out`` (default benchmarks/results/quality, kept in git): a rerun fits only what is missing (``--rerun SPEC`` refits one).
 
     python benchmarks/quality.py [--sets enb,yeast] [--models net,lightgbm] [--jobs 2] [--no-fit]
 """
@@ -40,6 +40,9 @@ import pandas as pd
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+#: where results are kept, one small JSON per (set, model, split): tracked in git, so a later
+#: session (or a reader) can report them again with ``--no-fit`` instead of refitting for hours
+RESULTS = HERE / "results" / "quality"
 
 DEFAULT_SETS = ["enb", "edm", "jura", "atp1d", "atp7d", "oes97", "scpf", "slump", "sf2",
                 "yeast", "emotions", "scene", "enron", "flags",
@@ -187,8 +190,10 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: polyhead/nn/fast_epoch.py, same arithmetic but other fit times; gbm 4: early_stopping="refit"
 #: with a 20% split by default; realmlp and tabm 2: binary targets pick their epoch by
 #: cross-entropy, as pytabkit recommends for AUC; net 4: numeric_embedding="auto", so
-#: preset="best", keeps the embedding only when it wins beyond the validation noise)
-DEFAULTS_VERSION = {"net": 4, "separate-net": 3, "gbm": 4, "realmlp": 2, "tabm": 2}
+#: preset="best", keeps the embedding only when it wins beyond the validation noise; net 5 and
+#: separate-net 4: the default preset is that choice, "best" adds best_epoch="auto", the
+#: previous default is preset="balanced")
+DEFAULTS_VERSION = {"net": 5, "separate-net": 4, "gbm": 4, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:
@@ -198,13 +203,29 @@ def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:
     return out / "cache" / set_name / f"{safe}-{key}-{split}.json"
 
 
+def _archived(out: Path) -> dict[tuple[str, str], dict[str, Any]]:
+    """Per-set mean errors kept from an earlier run whose per-split results were lost
+    (``archived.json`` under ``--out``: each with the date, commit and device it was measured
+    on). They stand in for a (set, model) with no cached split, as one row without a fit time,
+    and ``--rerun MODEL`` fits it instead."""
+    path = out / "archived.json"
+    if not path.exists():
+        return {}
+    archive = json.loads(path.read_text())
+    devices = archive.get("devices", {})
+    return {(r["set"], r["model"]): {**r, "split": "archived", "fit_s": math.nan,
+                                     "device": devices.get(r["model"], "cpu")}
+            for r in archive["results"]}
+
+
 # -- report -------------------------------------------------------------------------------------
 def report(results: pd.DataFrame, sets: list[str], models: list[str], reference: str) -> str:
     per_set = results.groupby(["set", "model"])["error"].mean().unstack("model")
     per_set = per_set.reindex(index=[s for s in sets if s in per_set.index],
                               columns=[m for m in models if m in per_set.columns])
     # fit times only of CPU fits: a GPU's (``--device``) do not compare with LightGBM's on a CPU
-    on_cpu = results[results.get("device", pd.Series("cpu", index=results.index)).fillna("cpu") == "cpu"]
+    device = results.get("device", pd.Series("cpu", index=results.index)).fillna("cpu")
+    on_cpu = results[device == "cpu"]
     seconds = on_cpu.groupby(["set", "model"])["fit_s"].mean().unstack("model").reindex_like(per_set)
     ranks = per_set.rank(axis=1, method="average")
     lines = ["| set | " + " | ".join(per_set.columns) + " |",
@@ -224,7 +245,8 @@ def report(results: pd.DataFrame, sets: list[str], models: list[str], reference:
         time_ratio = seconds.div(seconds[reference], axis=0)
         lines.append(f"| fit time / {reference} (geo. mean) | " + " | ".join(
             f"{math.exp(np.log(time_ratio[c]).mean()):.2f}" if time_ratio[c].notna().any()
-            else "GPU" for c in per_set.columns) + " |")
+            else ("GPU" if (device[results["model"] == c] == "cuda").any() else "-")
+            for c in per_set.columns) + " |")
     return "\n".join(lines)
 
 
@@ -236,7 +258,7 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--rerun", default="", help="';'-separated specs to refit")
     parser.add_argument("--splits", type=int, default=0, help="use only the first N splits (0: all)")
-    parser.add_argument("--out", default=str(HERE / "out" / "quality"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--reference", default="lightgbm")
     parser.add_argument("--no-fit", action="store_true",
                         help="report only the cached results; list what is missing instead of fitting it")
@@ -255,6 +277,7 @@ def main() -> None:
     rerun = {m.strip() for m in args.rerun.split(";") if m.strip()}
     sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     out = Path(args.out)
+    archived = _archived(out)
     jobs, rows = [], []
     for name in sets:
         data = datasets.load(name)
@@ -263,6 +286,10 @@ def main() -> None:
             continue
         n_splits = len(data.splits) if not args.splits else min(args.splits, len(data.splits))
         for spec in models:
+            if (name, spec) in archived and spec not in rerun and not any(
+                    cache_path(out, name, spec, split).exists() for split in range(n_splits)):
+                rows.append(archived[name, spec])  # a per-set mean kept from an earlier run
+                continue
             for split in range(n_splits):
                 path = cache_path(out, name, spec, split)
                 if path.exists() and spec not in rerun:

@@ -72,3 +72,22 @@ def test_a_run_with_nothing_to_report_says_so_instead_of_failing(quality, tmp_pa
     quality.main()
     assert capsys.readouterr().out.strip().endswith("no results to report")
     assert not (tmp_path / "quality.md").exists()
+
+
+def test_archived_means_are_reported_without_a_fit_time(quality, tmp_path, monkeypatch):
+    """A per-set mean kept in archived.json is one row without a fit time, on the device it was
+    measured on, and is ranked like a cached result."""
+    import json
+
+    (tmp_path / "archived.json").write_text(json.dumps({
+        "devices": {"tabm": "cuda"},
+        "results": [{"set": "a", "model": "tabm", "error": 0.3},
+                    {"set": "b", "model": "tabm", "error": 0.9}]}))
+    archived = quality._archived(tmp_path)
+    assert archived["a", "tabm"]["device"] == "cuda" and archived["a", "tabm"]["split"] == "archived"
+    results = pd.DataFrame([*_rows("lightgbm", {"a": 0.5, "b": 0.2}, 1.0),
+                            archived["a", "tabm"], archived["b", "tabm"]])
+    table = quality.report(results, ["a", "b"], ["tabm", "lightgbm"], "lightgbm")
+    assert "| a | **0.3000** | 0.5000 |" in table
+    assert "| fit time / lightgbm (geo. mean) | GPU | 1.00 |" in table
+    assert quality._archived(tmp_path / "nowhere") == {}

@@ -38,6 +38,9 @@ def fit(monkeypatch: pytest.MonkeyPatch, enabled: bool, X: pd.DataFrame, y: pd.D
     {"n_ensemble": 4, "hidden": (8,), "weight_decay": 1e-3},
     {"tasks": {**TASKS, "tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}},
     {"tasks": {"tags": polyhead.Task("tags", kind="multilabel", columns=["t1", "t2", "t3"])}, "n_ensemble": 3},
+    {"numeric_embedding": "ple", "n_bins": 4},  # piecewise-linear embeddings, one network
+    {"numeric_embedding": "ple", "n_ensemble": 3, "weight_decay": 1e-3},  # shared by members
+    {"numeric_embedding": "ple", "hidden": (), "n_bins": 6},  # straight into the heads
 ])
 def test_the_scripted_epoch_trains_as_autograd_does(monkeypatch, options):
     X, y = make_mixed(400, missing=0.25)  # missing labels in every task
@@ -67,7 +70,8 @@ def test_it_is_deterministic_and_survives_saving(monkeypatch, tmp_path):
 
 @pytest.mark.parametrize("options", [
     {"n_ensemble": 2, "ensemble": "batch"}, {"dropout": 0.1}, {"norm": "layer"}, {"activation": "gelu"},
-    {"numeric_embedding": "ple"}, {"head_hidden": (8,)}, {"experts": 2}, {"weighting": "dwa"},
+    {"numeric_embedding": "periodic"}, {"numeric_embedding": "ple", "embed_above": 2},
+    {"head_hidden": (8,)}, {"experts": 2}, {"weighting": "dwa"},
     {"tasks": {"amount": polyhead.Task("amount", loss="huber"), "kind": "binary"}},
     {"tasks": {"amount": "regression", "n": polyhead.Task("n", kind="count", column="level")}},
 ])

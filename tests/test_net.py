@@ -330,7 +330,7 @@ def test_auto_batch_size_scales_with_rows(mixed):
 
 
 def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
-    """A preset sets n_ensemble, numeric and best_epoch where they are None; an explicit value
+    """A preset sets n_ensemble, numeric, the embedding and best_epoch where they are None; an explicit value
     always wins; get_params keeps what the user gave (scikit-learn's contract)."""
     from polyhead.models.presets import PRESETS
 
@@ -339,6 +339,8 @@ def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
         model = net(tasks=MIXED_TASKS, max_epochs=3, preset=preset).fit(X, y)
         assert model.n_ensemble_ == values["n_ensemble"] and model.numeric_ == values["numeric"]
         assert model._best_epoch_mode == values["best_epoch"]
+        assert model.n_bins_ == values["n_bins"]
+        assert (model.embedding_scores_ != {}) == (values["numeric_embedding"] == "auto")
         assert model.get_params()["n_ensemble"] is None
         assert {c["transform"] for c in model.features_.columns_ if c["type"] == "numeric"} <= {
             values["numeric"], "standard"}

@@ -287,10 +287,26 @@ def test_auto_embedding_needs_a_validation_loss(bad):
         MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **{**FAST, **bad}).fit(X, y)
 
 
-def test_best_preset_chooses_the_embedding_and_fast_has_none():
+def test_default_and_best_presets_choose_the_embedding_fast_and_balanced_have_none():
     X, y = make_mixed(200)
-    best = MultiTaskNet(tasks=MIXED_TASKS, preset="best", hidden=(8,), max_epochs=3,
-                        random_state=0).fit(X, y)
-    assert best.n_bins_ == 8 and set(best.embedding_scores_) == {"none", "ple"}
-    fast = MultiTaskNet(tasks=MIXED_TASKS, **FAST).fit(X, y)
-    assert fast.numeric_embedding_ is None and fast.embedding_scores_ == {}
+    for preset in ("default", "best"):
+        chosen = MultiTaskNet(tasks=MIXED_TASKS, preset=preset, hidden=(8,), max_epochs=3,
+                              random_state=0).fit(X, y)
+        assert chosen.n_bins_ == 8 and set(chosen.embedding_scores_) == {"none", "ple"}
+    for preset in ("fast", "balanced"):
+        plain = MultiTaskNet(tasks=MIXED_TASKS, preset=preset, hidden=(8,), max_epochs=3,
+                             random_state=0).fit(X, y)
+        assert plain.numeric_embedding_ is None and plain.embedding_scores_ == {}
+
+
+@pytest.mark.parametrize("no_split", [{"validation_fraction": 0.0}, {"early_stopping": False}])
+def test_the_presets_auto_embedding_trains_once_plainly_without_a_validation_split(no_split):
+    """The default preset's embedding choice needs a validation loss: without one the preset
+    trains one plain network (what the user did not ask for is not an error), exactly the fit
+    with numeric_embedding="none"; asked for explicitly, "auto" still refuses (test above)."""
+    X, y = make_mixed(150)
+    kw = dict(tasks=MIXED_TASKS, hidden=(8,), max_epochs=3, random_state=0, **no_split)
+    default = MultiTaskNet(**kw).fit(X, y)
+    assert default.numeric_embedding_ is None and default.embedding_scores_ == {}
+    plain = MultiTaskNet(numeric_embedding="none", **kw).fit(X, y)
+    pd.testing.assert_frame_equal(default.predict(X), plain.predict(X))

@@ -768,7 +768,8 @@ def _short_list(values: list[Any], n: int = 8) -> str:
 
 #: compare's arms by CLI name (evaluation.comparison.catalogue); the first six run by default
 COMPARE_MODELS = ("separate-nets", "joint-net", "joint-net-uncertainty", "forest", "gbm", "linear",
-                  "joint-net-fast", "joint-net-best", "joint-net-famo", "joint-net-mmoe")
+                  "joint-net-fast", "joint-net-balanced", "joint-net-best", "joint-net-famo",
+                  "joint-net-mmoe")
 COMPARE_DEFAULT = COMPARE_MODELS[:6]
 
 

@@ -46,6 +46,7 @@ def catalogue(random_state: int | None = 0) -> dict[str, Any]:
         "gbm": MultiTaskGBM(random_state=random_state),
         "linear": MultiTaskLinear(random_state=random_state),
         "joint net (fast)": MultiTaskNet(preset="fast", random_state=random_state),
+        "joint net (balanced)": MultiTaskNet(preset="balanced", random_state=random_state),
         "joint net (best)": MultiTaskNet(preset="best", random_state=random_state),
         "joint net (famo)": MultiTaskNet(weighting="famo", random_state=random_state),
         "joint net (mmoe)": MultiTaskNet(experts=4, random_state=random_state),

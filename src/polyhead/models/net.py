@@ -123,13 +123,15 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         piecewise-linear ones, on the same training and validation rows and seed, and keeps
         the embedded one only when its validation loss is lower by more than one standard
         error of the paired difference over 20 runs of validation rows, so a small split's
-        noise does not choose (about five times the default's fit time; the losses are in
-        ``embedding_scores_``, the choice in ``numeric_embedding_``; needs
-        ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="best"``,
-        "none" otherwise).
+        noise does not choose (about five times a plain fit's time; the losses are in
+        ``embedding_scores_``, the choice in ``numeric_embedding_``; given explicitly, it needs
+        ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="default"`` and
+        "best", "none" otherwise; the preset's "auto" trains once, plainly, where there is no
+        validation split to choose on: ``validation_fraction=0``, ``early_stopping=False``
+        or streaming).
     n_bins : int or None, default=None
         Quantile bins of the piecewise-linear embedding (None: the preset's, 8 for
-        ``preset="best"``, 32 otherwise); the value used is in ``n_bins_``.
+        ``preset="default"`` and "best", 32 otherwise); the value used is in ``n_bins_``.
     d_embedding : int, default=16
         Width of each numeric embedding, and of each category embedding.
     embed_above : int or None, default=None
@@ -154,7 +156,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Share of the training rows held out to monitor training (0 = none); their positions
         are in ``validation_indices_``.
     best_epoch : {"joint", "per_task", "auto"} or None, default=None
-        None: the preset's ("joint" for every preset). "joint" restores the weights of the
+        None: the preset's ("auto" for ``preset="best"``, "joint" otherwise). "joint" restores
+        the weights of the
         epoch with the best total validation loss.
         "per_task" predicts each task with the weights of the epoch where its own validation
         loss was lowest (only the snapshots tasks need are kept), and stops when no task has
@@ -163,7 +166,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         standard error of the paired difference over 20 runs of validation rows (the joint
         epoch for every task when streaming).
     n_ensemble : int or None, default=None
-        None: the preset's (1 "fast", 8 "default" and "best"). K > 1 trains K members at once as one network; predictions average the members
+        None: the preset's (1 for "fast", 8 otherwise). K > 1 trains K members at once as one network; predictions average the members
         (probabilities for class tasks) and ``predict(X, return_std=True)`` also gives their
         spread. With an ensemble, early stopping watches the averaged prediction's loss.
     ensemble : {"packed", "batch"}, default="packed"
@@ -192,10 +195,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     max_categories : int, default=64
         One-hot slots per categorical column: the most frequent categories get their own, the
         rest share an "other" slot (see :mod:`polyhead.features`).
-    preset : {"fast", "default", "best"}, default="default"
-        Fills in ``n_ensemble``, ``numeric`` and ``best_epoch`` where they are None
-        (:mod:`polyhead.models.presets`); chosen by ``benchmarks/quality.py``, with measured
-        quality and fit time in the README.
+    preset : {"fast", "balanced", "default", "best"}, default="default"
+        Fills in ``n_ensemble``, ``numeric``, ``numeric_embedding``, ``n_bins`` and
+        ``best_epoch`` where they are None (:mod:`polyhead.models.presets`): "fast" one
+        plain network, "balanced" 8 packed members (the previous default, about LightGBM's fit
+        time), "default" those members trained twice to choose piecewise-linear embeddings on
+        the validation split, "best" also per-task best epochs. Chosen by
+        ``benchmarks/quality.py``, with measured quality and fit time in the README.
 
     Attributes
     ----------
@@ -252,7 +258,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "validation_fraction": [P.Interval(float, 0, 1, "left")],
         "best_epoch": [P.NONE, P.options("joint", "per_task", "auto")],
         "n_ensemble": [P.NONE, P.Interval(int, 1, 4096)],
-        "preset": [P.options("fast", "default", "best")],
+        "preset": [P.options("fast", "balanced", "default", "best")],
         "ensemble": [P.options("packed", "batch")],
         "head_hidden": [P.Satisfies(lambda v: v == () or P.sizes(v), "a tuple of positive ints")],
         "experts": [P.Interval(int, 0, 256)],
@@ -333,14 +339,18 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.n_ensemble_, self.numeric_ = int(chosen["n_ensemble"]), str(chosen["numeric"])
         self._best_epoch_mode = str(chosen["best_epoch"])
         embedding = chosen["numeric_embedding"]
+        from ..io.parquet import ParquetSource
+
+        if (embedding == "auto" and self.numeric_embedding is None
+                and (isinstance(X, ParquetSource) or self.validation_fraction <= 0
+                     or not self.early_stopping)):
+            embedding = "none"  # the preset's choice needs a validation split: one plain fit
         self.numeric_embedding_ = None if embedding == "none" else str(embedding)
         self.n_bins_ = int(chosen["n_bins"])
         self.embedding_scores_: dict[str, float] = {}
         if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
                                 "use norm='layer' or None")
-        from ..io.parquet import ParquetSource
-
         if isinstance(X, ParquetSource):
             if y is not None or sample_weight is not None:
                 raise PolyheadError("fit(source): a ParquetSource holds its own targets; pass no "

@@ -13,16 +13,22 @@ from ..exceptions import PolyheadError
 
 #: what each preset sets (only parameters that the user left at None)
 PRESETS: dict[str, dict[str, Any]] = {
-    # one network, plain standardisation: the previous default, about LightGBM's fit time
+    # one network, plain standardisation: the first default, a third of LightGBM's fit time
     "fast": {"n_ensemble": 1, "numeric": "standard", "best_epoch": "joint",
              "numeric_embedding": "none", "n_bins": 32},
-    # eight packed members, standardisation robust to stray spikes
-    "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
-                "numeric_embedding": "none", "n_bins": 32},
-    # the default's members trained twice, with plain inputs and with piecewise-linear
+    # eight packed members, standardisation robust to stray spikes: the previous default,
+    # about LightGBM's fit time
+    "balanced": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
+                 "numeric_embedding": "none", "n_bins": 32},
+    # the balanced members trained twice, with plain inputs and with piecewise-linear
     # embeddings on 8 quantile bins: the embedded one predicts only when its validation loss
-    # is lower by more than the split's noise (see MultiTaskNet's numeric_embedding)
-    "best": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
+    # is lower by more than the split's noise (see MultiTaskNet's numeric_embedding); where
+    # there is nothing to choose on (no validation split, streaming) it trains once, plainly
+    "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
+                "numeric_embedding": "auto", "n_bins": 8},
+    # the default, and each task predicted by its own best epoch where that beats the joint
+    # epoch beyond the split's noise (best_epoch="auto")
+    "best": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "auto",
              "numeric_embedding": "auto", "n_bins": 8},
 }
 

@@ -19,17 +19,22 @@ closed-form gradient, the whole epoch runs as one TorchScript function:
 * a packed ensemble (``n_ensemble=K``, ``ensemble="packed"``) does the same with batched
   products, ``(K, batch, features)``, every member on its own shuffle, each member's gradient
   that of its own loss (as :meth:`MultiTaskNet.train_step` scales it);
+* piecewise-linear embeddings of numeric inputs (``numeric_embedding="ple"``, no category
+  embeddings): each batch's encoding on the fixed bins, the per-feature map and ReLU in the
+  forward pass, and their weight and bias gradients from the first layer's input gradient
+  (summed over members, who share the embedding);
 * the fused AdamW kernel on the optimiser's own state (so schedulers, ``state_dict`` and a later
   autograd step see the same optimiser).
 
 Mini-batches are the same slices of the same shuffle as the autograd loop's, and the result is
 deterministic for a seed. :func:`applies` says when this path is taken; anything else
-(embeddings, shared-weight ensembles, norms, dropout, experts, task layers, other activations or losses,
+(periodic or category embeddings, shared-weight ensembles, norms, dropout, experts, task layers, other activations or losses,
 other loss weightings, ``torch.compile``, a distributed wrapper, a GPU) trains through autograd.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -69,7 +74,9 @@ def applies(net: Any, forward: Any) -> bool:
         return False
     if module.k > 1 and not net._own_batches:  # shared-weight (batch) ensembles: autograd
         return False
-    if not getattr(module.inputs, "identity", False) or type(net.weighting_) is not Equal:
+    if not (getattr(module.inputs, "identity", False) or _plain_ple(module.inputs)):
+        return False
+    if type(net.weighting_) is not Equal:
         return False
     if type(net.optimizer_) is not LeanAdamW or getattr(net.optimizer_, "_kernel", None) is None:
         return False
@@ -86,6 +93,34 @@ def applies(net: Any, forward: Any) -> bool:
             and all(t.closed_form_loss() in CODES for t in net.task_states_))
 
 
+def _plain_ple(inputs: Any) -> bool:
+    """Inputs that are scaled columns and piecewise-linear embeddings, nothing else."""
+    from .inputs import InputBlock, PiecewiseLinear
+
+    return (type(inputs) is InputBlock and type(inputs.numeric) is PiecewiseLinear
+            and not inputs.codes)
+
+
+def _ple_state(inputs: Any) -> list[torch.Tensor]:
+    """What the epoch function needs of a piecewise-linear input block: the passthrough and
+    embedded columns and the encoding's constants (as :meth:`PiecewiseLinear.encode` builds
+    them), or nothing for plain inputs."""
+    if getattr(inputs, "identity", False):
+        return []
+    edges = inputs.numeric.edges
+    left, right = edges[:, :-1], edges[:, 1:]
+    finite = torch.isfinite(right)
+    width = torch.where(finite, right - left, torch.ones_like(left)).clamp_min(1e-12)
+    origin = torch.where(torch.isfinite(left), left, torch.zeros_like(left))
+    n_bins = left.shape[1]
+    last = finite.sum(-1, keepdim=True) - 1
+    index = torch.arange(n_bins)
+    lower = torch.where(index == 0, torch.full_like(left, -math.inf), torch.zeros_like(left))
+    upper = torch.where(index == last, torch.full_like(left, math.inf), torch.ones_like(left))
+    return [inputs.passthrough, inputs.embedded_index, origin, width, lower, upper,
+            finite.to(torch.float32)]
+
+
 class FastEpoch:
     """``epoch(x, targets, generator)``: one epoch, returning the mean per-task losses (as
     :meth:`MultiTaskNet.run_epoch` does)."""
@@ -96,7 +131,9 @@ class FastEpoch:
         linear = [m for m in module.trunk if not isinstance(m, nn.ReLU)] + [module.out]
         self.k = int(module.k)
         self.params = [t for m in linear for t in (m.weight, m.bias)]
-        for p in self.params:  # written in place by the epoch function
+        self.ple = _ple_state(module.inputs)
+        self.ple_params = [module.inputs.numeric.weight, module.inputs.numeric.bias] if self.ple else []
+        for p in self.params + self.ple_params:  # written in place by the epoch function
             p.grad = torch.zeros_like(p)
         self.heads = [[module.spans[t.name][0], module.spans[t.name][1], CODES[t.closed_form_loss()]]
                       for t in net.task_states_]
@@ -118,7 +155,7 @@ class FastEpoch:
 
         net = self.net
         net.module_.train()
-        for p in self.params:
+        for p in self.params + self.ple_params:
             if p.grad is None:  # an autograd step in between cleared it
                 p.grad = torch.zeros_like(p)
         per_task = _task_targets(getattr(net, "_units", None), targets)
@@ -140,7 +177,8 @@ class FastEpoch:
         with torch.no_grad():  # every gradient is written by hand
             return self.epoch(x, perm, int(net.batch_size_), self.k, self.params,
                               [p.grad for p in self.params], self.heads, values, weights,
-                              self.task_weights, groups, GATHER_LIMIT)
+                              self.task_weights, groups, GATHER_LIMIT, self.ple,
+                              self.ple_params, [p.grad for p in self.ple_params])
 
 
 def _linear(a: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, packed: bool) -> torch.Tensor:
@@ -166,8 +204,10 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
            weights: list[torch.Tensor], task_weights: list[float],
            groups: list[tuple[list[torch.Tensor], list[torch.Tensor], list[torch.Tensor],
                               list[torch.Tensor], list[torch.Tensor], float, float, float, float,
-                              float]], gather_limit: int) -> torch.Tensor:
+                              float]], gather_limit: int, ple: list[torch.Tensor],
+           ple_params: list[torch.Tensor], ple_grads: list[torch.Tensor]) -> torch.Tensor:
     packed = k > 1
+    embed = len(ple) > 0
     n = x.shape[0]
     # one gather per epoch, then contiguous slices; for a large x (its K shuffled copies would
     # cost more than GATHER_LIMIT values) one gather per batch instead
@@ -183,6 +223,14 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
         stop = min(start + batch, n)
         idx = perm[:, start:stop] if packed else perm[start:stop]
         a = (xs[:, start:stop] if packed else xs[start:stop]) if whole else x[idx]
+        t = a  # the embedding's encoding and output (unused without one)
+        h = a
+        if embed:  # as InputBlock: [passthrough columns, relu(encode(x) W + b) per feature]
+            t = (a.index_select(-1, ple[1]).unsqueeze(-1) - ple[2]) / ple[3]
+            t = torch.maximum(torch.minimum(t, ple[5]), ple[4])
+            t = torch.where(ple[6] > 0, t, torch.zeros_like(t))
+            h = torch.relu_(torch.einsum("...ft,ftd->...fd", t, ple_params[0]) + ple_params[1])
+            a = torch.cat([a.index_select(-1, ple[0]), h.flatten(-2)], -1)
         inputs: list[torch.Tensor] = []  # each layer's input: x, then the ReLU outputs
         for i in range(n_layers):
             inputs.append(a)
@@ -221,11 +269,19 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
                 p.scatter_add_(-1, cls, -torch.ones(cls.shape, dtype=p.dtype))
                 g[..., lo:hi] = p * step.unsqueeze(-1)
         totals += losses * float(stop - start)
-        g = _backward(g, a, params[-2], grads[-2], grads[-1], packed, n_layers > 0)
+        g = _backward(g, a, params[-2], grads[-2], grads[-1], packed, n_layers > 0 or embed)
         for i in range(n_layers - 1, -1, -1):
             # ReLU's backward in one op: zero where the ReLU's output is (where its input was <= 0)
             g = torch.ops.aten.threshold_backward(g, a if i == n_layers - 1 else inputs[i + 1], 0.0)
-            g = _backward(g, inputs[i], params[2 * i], grads[2 * i], grads[2 * i + 1], packed, i > 0)
+            g = _backward(g, inputs[i], params[2 * i], grads[2 * i], grads[2 * i + 1], packed,
+                          i > 0 or embed)
+        if embed:  # the embedded columns' part of the input gradient, through ReLU and the map
+            gh = g.narrow(-1, ple[0].numel(), h.shape[-2] * h.shape[-1]).reshape(h.shape)
+            gz = torch.ops.aten.threshold_backward(gh, h, 0.0)
+            n_f, n_d = h.shape[-2], h.shape[-1]
+            ple_grads[0].copy_(torch.einsum("nft,nfd->ftd", t.reshape(-1, n_f, t.shape[-1]),
+                                            gz.reshape(-1, n_f, n_d)))
+            torch.sum(gz.reshape(-1, n_f, n_d), 0, out=ple_grads[1])
         for group in groups:
             torch._foreach_add_(group[4], 1)
             torch._fused_adamw_(group[0], group[1], group[2], group[3], [], group[4], lr=group[5],

@@ -6,8 +6,9 @@ with piecewise-linear embeddings (8 bins), and scores on the test rows: each alo
 best validation loss was lower (``lower_total``; both hold out the same validation rows: same
 seed, same ``validation_fraction``), the one ``numeric_embedding="auto"`` chooses (``chosen``:
 the embedded fit only when its validation loss is lower by more than one standard error of the
-paired per-block difference), and the better of the two on the test rows (an oracle, the most
-the choice could give). Errors as in ``quality.py``, divided by per-target LightGBM's from
+paired per-block difference; ``z>T``: the same rule with the gain's mean over its standard
+error above T instead of 1), and the better of the two on the test rows (an oracle, the most
+the choice could give). Every split's result is written to benchmarks/results/embedding_choice.json. Errors as in ``quality.py``, divided by per-target LightGBM's from
 ``quality.py``'s cache where it has them (run ``quality.py --models lightgbm`` first).
 
     python benchmarks/embedding_choice.py [--sets scene,enb] [--jobs 2]
@@ -27,7 +28,9 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-CANDIDATES = {"plain": "net:numeric_embedding=none", "ple8": "net:numeric_embedding=ple,n_bins=8"}
+#: thresholds on the paired gain's z (mean over standard error) reported next to the rule's 1
+THRESHOLDS = (0.0, 0.5, 1.5, 2.0)
+CANDIDATES = {"plain": "net:numeric_embedding=none,n_bins=8", "ple8": "net:numeric_embedding=ple,n_bins=8"}
 
 
 def one(set_name: str, split: int) -> dict[str, Any]:
@@ -54,6 +57,15 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     scores = {"none": out["plain_valid"], "ple": out["ple8_valid"]}
     chosen = "ple8" if _embedding_wins(models["plain"], models["ple8"], scores) else "plain"
     out["chosen"], out["chosen_name"] = out[chosen], chosen
+    # the same rule at other thresholds: the mean paired gain over its standard error (z)
+    a, b = getattr(models["plain"], "_valid_blocks", None), getattr(models["ple8"], "_valid_blocks", None)
+    gain = (np.asarray(a) - np.asarray(b) if a is not None and b is not None
+            else np.asarray([scores["none"] - scores["ple"]]))
+    z = (float(gain.mean() / (gain.std(ddof=1) / math.sqrt(len(gain))))
+         if len(gain) > 1 and gain.std(ddof=1) > 0 else (math.inf if gain.mean() > 0 else -math.inf))
+    out["gain_z"], out["blocks"] = z, len(gain)
+    for threshold in THRESHOLDS:
+        out[f"z>{threshold}"] = out["ple8" if z > threshold else "plain"]
     # the rule before: the lower total validation loss
     lower = min(CANDIDATES, key=lambda n: out[f"{n}_valid"])
     out["lower_total"] = out[lower]
@@ -89,7 +101,10 @@ def main() -> None:
         jobs += [(name, split) for split in range(len(data.splits))]
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, *zip(*jobs, strict=True)))
-    columns = ["plain", "ple8", "lower_total", "chosen", "oracle"]
+    out = HERE / "results" / "embedding_choice.json"  # kept in git, as quality.py's results
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=0) + "\n")
+    columns = ["plain", "ple8", "lower_total", "chosen", *(f"z>{t}" for t in THRESHOLDS), "oracle"]
     print("| set | " + " | ".join(columns) + " | chose ple8 | lightgbm |")
     print("|---|" + "---|" * (len(columns) + 2))
     ratios: dict[str, list[float]] = {c: [] for c in columns}

@@ -60,7 +60,7 @@ def make_model(spec: str, seed: int) -> Any:
     from references import REFERENCES
 
     import polyhead
-    from polyhead.cli import _parse_value
+    from polyhead.cli import _accepts, _parse_value
 
     base, _, args = spec.partition(":")
     if base in REFERENCES:
@@ -69,6 +69,9 @@ def make_model(spec: str, seed: int) -> Any:
     for item in filter(None, _split_args(args)):
         key, _, value = item.partition("=")
         params[key.strip()] = _parse_value(value)
+        cls = polyhead.MultiTaskNet if base == "separate-net" else getattr(polyhead, POLYHEAD[base])
+        if params[key.strip()] is None and _accepts(cls, key.strip(), value.strip().lower()):
+            params[key.strip()] = value.strip().lower()  # numeric_embedding=none: a choice
     if base == "separate-net":
         inner = polyhead.MultiTaskNet(**{**SINGLE_THREAD["MultiTaskNet"], **params})
         return polyhead.Separate(inner, random_state=seed)

@@ -91,3 +91,10 @@ def test_archived_means_are_reported_without_a_fit_time(quality, tmp_path, monke
     assert "| a | **0.3000** | 0.5000 |" in table
     assert "| fit time / lightgbm (geo. mean) | GPU | 1.00 |" in table
     assert quality._archived(tmp_path / "nowhere") == {}
+
+
+def test_none_is_a_choice_where_a_parameter_takes_it(quality):
+    """``numeric_embedding=none`` asks for no embedding (not the preset's choice), while a
+    parameter without a "none" option still reads it as None."""
+    assert quality.make_model("net:numeric_embedding=none", seed=0).numeric_embedding == "none"
+    assert quality.make_model("net:embed_above=none", seed=0).embed_above is None

@@ -269,3 +269,13 @@ def test_composite_models_work_from_the_shell(table, tmp_path, capsys):
             code, out, err = cli(capsys, *args)
             assert code == 0, (model, args, err)
         assert "colour" in [f["name"] for f in json.loads(out)["features"]]
+
+
+def test_param_none_is_a_choice_where_the_parameter_offers_it():
+    """``--param numeric_embedding=none`` asks for no embedding, not for the preset's choice
+    (which would train twice); ``embed_above=none`` and ``n_bins=None`` still mean None."""
+    from polyhead import MultiTaskNet
+    from polyhead.cli import _parse_params
+
+    params = _parse_params(["numeric_embedding=none", "embed_above=none", "n_bins=None"], MultiTaskNet)
+    assert params == {"numeric_embedding": "none", "embed_above": None, "n_bins": None}

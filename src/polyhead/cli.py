@@ -106,6 +106,14 @@ def _parse_value(text: str) -> Any:
     return text.strip()
 
 
+def _accepts(cls: Any, key: str, text: str) -> bool:
+    """Whether ``cls``'s parameter ``key`` takes the string ``text`` as one of its options."""
+    from ._params import Options
+
+    return any(isinstance(c, Options) and text in c.values
+               for c in getattr(cls, "_parameter_constraints", {}).get(key, ()))
+
+
 def _parse_params(items: list[str], cls: Any) -> dict[str, Any]:
     defaults = cls().get_params()
     params: dict[str, Any] = {}
@@ -119,6 +127,8 @@ def _parse_params(items: list[str], cls: Any) -> dict[str, Any]:
             raise UsageError(f"--param {key!r} is not a parameter of {cls.__name__}; "
                              f"choose from {names}")
         parsed = _parse_value(value)
+        if parsed is None and _accepts(cls, key, value.strip().lower()):
+            parsed = value.strip().lower()  # numeric_embedding=none is a choice, not "unset"
         if isinstance(defaults[key], tuple) and not isinstance(parsed, tuple):
             parsed = (parsed,)
         params[key] = parsed

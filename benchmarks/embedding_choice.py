@@ -102,8 +102,7 @@ def main() -> None:
     with ProcessPoolExecutor(args.jobs) as pool:
         results = list(pool.map(one, *zip(*jobs, strict=True)))
     out = HERE / "results" / "embedding_choice.json"  # kept in git, as quality.py's results
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=0) + "\n")
+    quality.write_atomic(out, json.dumps(results, indent=0) + "\n")
     columns = ["plain", "ple8", "lower_total", "chosen", *(f"z>{t}" for t in THRESHOLDS), "oracle"]
     print("| set | " + " | ".join(columns) + " | chose ple8 | lightgbm |")
     print("|---|" + "---|" * (len(columns) + 2))

@@ -176,12 +176,16 @@ def run_one(set_name: str, spec: str, split: int, cache: str) -> dict[str, Any]:
     device = os.environ.get("POLYHEAD_BENCH_DEVICE", "cpu") if spec in REFERENCE_DEVICES else "cpu"
     result = {"set": set_name, "model": spec, "split": split, "fit_s": seconds, "device": device,
               "tasks": errors, "error": float(np.nanmean(list(errors.values())))}
-    path = Path(cache)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(result))
-    os.replace(tmp, path)
+    write_atomic(Path(cache), json.dumps(result))
     return result
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """``text`` into ``path`` whole or not at all (a temporary beside it, then renamed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 #: the references that ``--device`` moves (pytabkit's); every other model fits on the CPU
@@ -330,8 +334,8 @@ def main() -> None:
               f"splits (lower is better; best in bold).\n\n")
     print("\n" + header + table)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.md").write_text(header + table + "\n")
-    results.to_csv(out / "results.csv", index=False)
+    write_atomic(out / "quality.md", header + table + "\n")
+    write_atomic(out / "results.csv", results.to_csv(index=False))
 
 
 if __name__ == "__main__":

@@ -98,3 +98,11 @@ def test_none_is_a_choice_where_a_parameter_takes_it(quality):
     parameter without a "none" option still reads it as None."""
     assert quality.make_model("net:numeric_embedding=none", seed=0).numeric_embedding == "none"
     assert quality.make_model("net:embed_above=none", seed=0).embed_above is None
+
+
+def test_results_are_written_whole_and_leave_no_temporary(quality, tmp_path):
+    target = tmp_path / "cache" / "enb" / "net-0.json"
+    quality.write_atomic(target, "first")
+    quality.write_atomic(target, "second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["net-0.json"]

@@ -65,17 +65,16 @@ def make_model(spec: str, seed: int) -> Any:
     base, _, args = spec.partition(":")
     if base in REFERENCES:
         return REFERENCES[base](seed)
+    cls = polyhead.MultiTaskNet if base == "separate-net" else getattr(polyhead, POLYHEAD[base])
     params: dict[str, Any] = {}
     for item in filter(None, _split_args(args)):
         key, _, value = item.partition("=")
         params[key.strip()] = _parse_value(value)
-        cls = polyhead.MultiTaskNet if base == "separate-net" else getattr(polyhead, POLYHEAD[base])
         if params[key.strip()] is None and _accepts(cls, key.strip(), value.strip().lower()):
             params[key.strip()] = value.strip().lower()  # numeric_embedding=none: a choice
     if base == "separate-net":
         inner = polyhead.MultiTaskNet(**{**SINGLE_THREAD["MultiTaskNet"], **params})
         return polyhead.Separate(inner, random_state=seed)
-    cls = getattr(polyhead, POLYHEAD[base])
     for key in ("hidden", "head_hidden"):
         if key in params and not isinstance(params[key], tuple):
             params[key] = (params[key],)

@@ -34,7 +34,6 @@ other loss weightings, ``torch.compile``, a distributed wrapper, a GPU) trains t
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import torch
@@ -103,22 +102,11 @@ def _plain_ple(inputs: Any) -> bool:
 
 def _ple_state(inputs: Any) -> list[torch.Tensor]:
     """What the epoch function needs of a piecewise-linear input block: the passthrough and
-    embedded columns and the encoding's constants (as :meth:`PiecewiseLinear.encode` builds
-    them), or nothing for plain inputs."""
+    embedded columns and the encoding's constants (:meth:`PiecewiseLinear.constants`), or
+    nothing for plain inputs."""
     if getattr(inputs, "identity", False):
         return []
-    edges = inputs.numeric.edges
-    left, right = edges[:, :-1], edges[:, 1:]
-    finite = torch.isfinite(right)
-    width = torch.where(finite, right - left, torch.ones_like(left)).clamp_min(1e-12)
-    origin = torch.where(torch.isfinite(left), left, torch.zeros_like(left))
-    n_bins = left.shape[1]
-    last = finite.sum(-1, keepdim=True) - 1
-    index = torch.arange(n_bins)
-    lower = torch.where(index == 0, torch.full_like(left, -math.inf), torch.zeros_like(left))
-    upper = torch.where(index == last, torch.full_like(left, math.inf), torch.ones_like(left))
-    return [inputs.passthrough, inputs.embedded_index, origin, width, lower, upper,
-            finite.to(torch.float32)]
+    return [inputs.passthrough, inputs.embedded_index, *inputs.numeric.constants()]
 
 
 class FastEpoch:
@@ -228,7 +216,7 @@ def _epoch(x: torch.Tensor, perm: torch.Tensor, batch: int, k: int, params: list
         if embed:  # as InputBlock: [passthrough columns, relu(encode(x) W + b) per feature]
             t = (a.index_select(-1, ple[1]).unsqueeze(-1) - ple[2]) / ple[3]
             t = torch.maximum(torch.minimum(t, ple[5]), ple[4])
-            t = torch.where(ple[6] > 0, t, torch.zeros_like(t))
+            t = torch.where(ple[6], t, torch.zeros_like(t))
             h = torch.relu_(torch.einsum("...ft,ftd->...fd", t, ple_params[0]) + ple_params[1])
             a = torch.cat([a.index_select(-1, ple[0]), h.flatten(-2)], -1)
         inputs: list[torch.Tensor] = []  # each layer's input: x, then the ReLU outputs

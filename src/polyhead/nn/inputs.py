@@ -56,18 +56,26 @@ class PiecewiseLinear(nn.Module):
         nn.init.uniform_(self.weight, -bound, bound)
         nn.init.uniform_(self.bias, -bound, bound)
 
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def constants(self) -> list[torch.Tensor]:
+        """The encoding's constants from the edges, ``(features, bins)`` each: each bin's
+        origin and width, the clamp's lower and upper bounds (the first bin open below, each
+        feature's last real bin open above) and which bins are real (the scripted epoch of
+        :mod:`polyhead.nn.fast_epoch` encodes with them too)."""
         edges = self.edges
         left, right = edges[:, :-1], edges[:, 1:]
         finite = torch.isfinite(right)
         width = torch.where(finite, right - left, torch.ones_like(left)).clamp_min(1e-12)
-        t = (x.unsqueeze(-1) - torch.where(torch.isfinite(left), left, torch.zeros_like(left))) / width
-        n_bins = left.shape[1]
+        origin = torch.where(torch.isfinite(left), left, torch.zeros_like(left))
         last = finite.sum(-1, keepdim=True) - 1  # each feature's last real bin
-        index = torch.arange(n_bins, device=x.device)
+        index = torch.arange(left.shape[1], device=edges.device)
         # tensors of the input's dtype, not Python scalars (an exported graph keeps them float32)
         lower = torch.where(index == 0, torch.full_like(left, -math.inf), torch.zeros_like(left))
         upper = torch.where(index == last, torch.full_like(left, math.inf), torch.ones_like(left))
+        return [origin, width, lower, upper, finite]
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        origin, width, lower, upper, finite = self.constants()
+        t = (x.unsqueeze(-1) - origin) / width
         t = torch.maximum(torch.minimum(t, upper), lower)
         return torch.where(finite, t, torch.zeros_like(t))
 

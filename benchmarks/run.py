@@ -454,7 +454,8 @@ def fit_lightgbm_equal(plain: bool, seed: int = 0) -> dict[str, Any]:
         lgb.LGBMClassifier(n_jobs=1, random_state=seed, verbose=-1).fit(X, y_tr["rings_class"])
     else:
         MultiTaskGBM(tasks=TASKS, backend="lightgbm", n_estimators=100, learning_rate=0.1,
-                     early_stopping=False, n_jobs=1, random_state=seed).fit(X_tr, y_tr)
+                     early_stopping=False, max_features=1.0, n_jobs=1,
+                     random_state=seed).fit(X_tr, y_tr)
     return {"seconds": time.perf_counter() - start}
 
 

@@ -285,6 +285,92 @@ def test_refit_trains_on_every_row_for_the_rounds_the_split_chose(backend):
     assert refit.score(X, y) > 0.5
 
 
+def test_cv_folds_cover_every_row_once_and_keep_every_class_in_training():
+    gbm = MultiTaskGBM(validation_fraction=0.2, random_state=0)
+    classes = np.array([0] * 50 + [1] * 49 + [2])  # class 2 seen once
+    folds = gbm._folds(100, classes)
+    assert len(folds) == 5
+    held = np.concatenate([valid for _, valid in folds])
+    assert len(held) == len(np.unique(held)) and set(held) <= set(range(100))
+    assert len(held) == 99  # the lone class-2 row is never held out
+    for train, valid in folds:
+        assert not np.intersect1d(train, valid).size
+        assert set(classes[train]) == {0, 1, 2}
+        assert len(train) + len(valid) == 100
+    assert len(MultiTaskGBM(validation_fraction=0.5)._folds(10)) == 2
+    assert len(MultiTaskGBM(validation_fraction=0.9)._folds(10)) == 2  # at least two folds
+
+
+@pytest.mark.parametrize("backend", ["hist", "lightgbm", "xgboost"])
+def test_cv_trains_on_every_row_for_the_mean_of_the_folds_rounds(backend):
+    """early_stopping="cv": each fold early-stops on its own held-out rows; the final booster
+    trains on every row for the mean of the folds' rounds, each scaled by the rows gained."""
+    if backend != "hist":
+        pytest.importorskip(backend)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
+    y = pd.DataFrame({"amount": 3 * X["a"] + rng.normal(scale=0.5, size=400)})
+    tasks = {"amount": "regression"}
+    kw = dict(tasks=tasks, backend=backend, n_estimators=300, learning_rate=0.3, random_state=0,
+              validation_fraction=0.25)
+    model = MultiTaskGBM(early_stopping="cv", **kw).fit(X, y)
+    unit = model.units_[0][1]
+    if backend == "hist":
+        rounds = unit.n_iter_
+    elif backend == "lightgbm":
+        rounds = unit.booster.num_trees()
+    else:
+        rounds = unit.booster.num_boosted_rounds()
+    # the same composition, recorded: k early-stopped folds, then one training on every row
+    calls = []
+    method = f"_train_{backend}"
+    original = getattr(MultiTaskGBM, method)
+
+    def record(self, slot, F, y, weight, rounds, fit=None, valid=None):
+        out = original(self, slot, F, y, weight, rounds, fit, valid)
+        calls.append((rounds, None if fit is None else len(fit), valid is not None, out[1]))
+        return out
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(MultiTaskGBM, method, record)
+        recorded = MultiTaskGBM(early_stopping="cv", **kw).fit(X, y)
+    *folds, final = calls
+    assert len(folds) == 4 and all(valid for _, _, valid, _ in folds)
+    assert [n for _, n, _, _ in folds] == [300] * 4
+    scaled = [model._refit_rounds(best, n, 400) for _, n, _, best in folds]
+    assert final[:3] == (round(float(np.mean(scaled))), None, False) == (rounds, None, False)
+    assert len(set(scaled)) > 1  # the folds disagree: one split alone would have chosen otherwise
+    np.testing.assert_array_equal(recorded.predict(X)["amount"], model.predict(X)["amount"])
+    assert 1 <= rounds < 300
+    again = MultiTaskGBM(early_stopping="cv", **kw).fit(X, y)
+    np.testing.assert_array_equal(again.predict(X)["amount"], model.predict(X)["amount"])
+    assert model.score(X, y) > 0.5
+
+
+@pytest.mark.parametrize("backend", ["hist", "lightgbm", "xgboost"])
+def test_max_features_subsamples_the_features_of_each_split(backend, tmp_path):
+    """max_features reaches each library (a different, seeded model), and survives saving."""
+    if backend != "hist":
+        pytest.importorskip(backend)
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 6)), columns=list("abcdef"))
+    y = pd.DataFrame({"amount": X.sum(axis=1) + rng.normal(scale=0.1, size=300),
+                      "sign": (X["a"] > 0).astype(int)})
+    kw = dict(tasks={"amount": "regression", "sign": "binary"}, backend=backend,
+              n_estimators=30, early_stopping=False, random_state=0)
+    full = MultiTaskGBM(max_features=1.0, **kw).fit(X, y)
+    half = MultiTaskGBM(max_features=0.5, **kw).fit(X, y)
+    again = MultiTaskGBM(max_features=0.5, **kw).fit(X, y)
+    assert not np.allclose(half.predict(X)["amount"], full.predict(X)["amount"])
+    pd.testing.assert_frame_equal(half.predict(X), again.predict(X))
+    half.save(tmp_path / "m")
+    loaded = polyhead.load(tmp_path / "m")
+    assert loaded.max_features == 0.5
+    pd.testing.assert_frame_equal(loaded.predict(X), half.predict(X))
+    with pytest.raises(polyhead.PolyheadError, match="max_features"):
+        MultiTaskGBM(max_features=0.0, **kw).fit(X, y)
+
+
 def test_refit_rounds_scale_with_the_rows_gained():
     gbm = MultiTaskGBM(n_estimators=100)
     assert gbm._refit_rounds(45, 900, 1000) == 50
@@ -310,7 +396,8 @@ def test_xgboost_early_stopping_predicts_with_the_best_round():
     X = pd.DataFrame({"a": rng.normal(size=400), "b": rng.normal(size=400)})
     y = pd.DataFrame({"amount": 3 * X["a"] + rng.normal(scale=0.5, size=400)})
     model = MultiTaskGBM(tasks={"amount": "regression"}, backend="xgboost", n_estimators=300,
-                         learning_rate=0.3, early_stopping=True, random_state=0).fit(X, y)
+                         learning_rate=0.3, early_stopping=True, max_features=1.0,
+                         n_iter_no_change=20, random_state=0).fit(X, y)
     train, valid = model._split(400)
     F = X.to_numpy()
     reference = xgb.XGBRegressor(n_estimators=300, learning_rate=0.3, max_leaves=31, max_depth=0,

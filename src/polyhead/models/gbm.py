@@ -22,6 +22,15 @@ _MIN_ROWS_FOR_EARLY_STOPPING = 100
 AUTO_EARLY_STOPPING_ROWS = 10_000
 
 
+def _keep_classes(train: np.ndarray, valid: np.ndarray,
+                  classes: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Moves into ``train`` the validation rows of any class that ``train`` lacks."""
+    if classes is None:
+        return train, valid
+    missing = ~np.isin(classes[valid], classes[train])
+    return np.concatenate([train, valid[missing]]), valid[~missing]
+
+
 def _require(module: str, extra: str) -> Any:
     return require(module, extra, f"backend {extra!r}")
 
@@ -97,19 +106,27 @@ class MultiTaskGBM(SklearnMultiTask):
     learning_rate : float, default=0.05
     max_leaf_nodes : int, default=31
     max_depth : int or None, default=None
-    early_stopping : bool, "auto" or "refit", default="refit"
+    max_features : float in (0, 1], default=0.3
+        Share of the features each split considers, drawn at random per node (scikit-learn's
+        ``max_features``, LightGBM's ``feature_fraction_bynode``, XGBoost's
+        ``colsample_bynode``).
+    early_stopping : bool, "auto", "refit" or "cv", default="refit"
         True: every output holds out ``validation_fraction`` of its rows (at least 100 rows
         are needed) and stops when the validation loss has not improved for
         ``n_iter_no_change`` rounds. "auto": only outputs with at least 10,000 rows do
         (scikit-learn's rule). "refit": as True, then each output is trained again on all
         its rows for the rounds the split chose, scaled by the rows gained, so small sets do
-        not lose their held-out rows (a second training per output). Measured by
+        not lose their held-out rows (a second training per output). "cv": the rounds come
+        from ``round(1 / validation_fraction)``-fold cross-validation (each fold early-stopped
+        as above, its rounds scaled by the rows gained, then averaged), then each output is
+        trained on all its rows: k + 1 trainings per output, and a choice less at the mercy
+        of one small split (out of core, as "refit"). Measured by
         ``benchmarks/quality.py`` on 19 sets: "refit" with a 20% split had 0.966 of per-target
         LightGBM's mean error and won on 15 sets, against 0.990 and 9 for True with 10%.
         Without early stopping, 100 rounds at 0.1 collapsed on abalone's 28 classes
         (accuracy 0.081 against 0.239).
     validation_fraction : float, default=0.2
-    n_iter_no_change : int, default=20
+    n_iter_no_change : int, default=50
     random_state : int or None
     n_jobs : int or None
         Threads, with scikit-learn's meaning; None follows polyhead's thread policy
@@ -126,15 +143,17 @@ class MultiTaskGBM(SklearnMultiTask):
         "learning_rate": [P.Interval(float, 0, None, "neither")],
         "max_leaf_nodes": [P.Interval(int, 2, None)],
         "max_depth": [P.NONE, P.Interval(int, 1, None)],
-        "early_stopping": [P.BOOL, P.options("auto", "refit")],
+        "max_features": [P.Interval(float, 0, 1, "right")],
+        "early_stopping": [P.BOOL, P.options("auto", "refit", "cv")],
         "validation_fraction": [P.Interval(float, 0, 1, "neither")],
         "n_iter_no_change": [P.Interval(int, 1, None)],
     }
 
     def __init__(self, tasks: TaskSpec = None, *, backend: str = "hist", n_estimators: int = 500,
                  learning_rate: float = 0.05, max_leaf_nodes: int = 31,
-                 max_depth: int | None = None, early_stopping: bool | str = "refit",
-                 validation_fraction: float = 0.2, n_iter_no_change: int = 20,
+                 max_depth: int | None = None, max_features: float = 0.3,
+                 early_stopping: bool | str = "refit",
+                 validation_fraction: float = 0.2, n_iter_no_change: int = 50,
                  random_state: int | None = None, n_jobs: int | None = None,
                  max_categories: int = 64) -> None:
         self.tasks = tasks
@@ -143,6 +162,7 @@ class MultiTaskGBM(SklearnMultiTask):
         self.learning_rate = learning_rate
         self.max_leaf_nodes = max_leaf_nodes
         self.max_depth = max_depth
+        self.max_features = max_features
         self.early_stopping = early_stopping
         self.validation_fraction = validation_fraction
         self.n_iter_no_change = n_iter_no_change
@@ -159,9 +179,24 @@ class MultiTaskGBM(SklearnMultiTask):
 
     def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
                    weight: np.ndarray | None) -> Any:
-        fit = {"hist": self._fit_hist, "lightgbm": self._fit_lightgbm,
-               "xgboost": self._fit_xgboost}[self.backend]
-        return fit(F, y, weight, group[0])
+        """One output's booster: trained for ``n_estimators`` rounds, or early-stopped on a
+        split ("refit", True, "auto"), or for the rounds that cross-validation chose ("cv")."""
+        slot = group[0]
+        train = {"hist": self._train_hist, "lightgbm": self._train_lightgbm,
+                 "xgboost": self._train_xgboost}[self.backend]
+        if not self._stops(len(y)):
+            return train(slot, F, y, weight, self.n_estimators)[0]
+        classes = y if slot.objective == "classification" else None
+        if self.early_stopping == "cv":
+            chosen = [(train(slot, F, y, weight, self.n_estimators, fit, valid)[1], len(fit))
+                      for fit, valid in self._folds(len(y), classes)]
+            rounds = np.mean([self._refit_rounds(r, n, len(y)) for r, n in chosen])
+            return train(slot, F, y, weight, max(1, round(float(rounds))))[0]
+        fit, valid = self._split(len(y), classes)
+        model, best = train(slot, F, y, weight, self.n_estimators, fit, valid)
+        if not self._refits():
+            return model
+        return train(slot, F, y, weight, self._refit_rounds(best, len(fit), len(y)))[0]
 
     def _stops(self, n: int) -> bool:
         if self.early_stopping == "auto":
@@ -169,7 +204,7 @@ class MultiTaskGBM(SklearnMultiTask):
         return bool(self.early_stopping) and n >= _MIN_ROWS_FOR_EARLY_STOPPING
 
     def _refits(self) -> bool:
-        return self.early_stopping == "refit"
+        return self.early_stopping in ("refit", "cv")
 
     def _refit_rounds(self, best: int, n_train: int, n_all: int) -> int:
         """Rounds for the refit on every row: the validation's best, scaled by the rows gained
@@ -182,20 +217,32 @@ class MultiTaskGBM(SklearnMultiTask):
         whose few positives all fell in validation would otherwise train a one-class model)."""
         perm = np.random.default_rng(self.random_state).permutation(n)
         n_valid = max(1, int(n * self.validation_fraction))
-        train, valid = perm[n_valid:], perm[:n_valid]
-        if classes is not None:
-            missing = ~np.isin(classes[valid], classes[train])
-            train, valid = np.concatenate([train, valid[missing]]), valid[~missing]
-        return train, valid
+        return _keep_classes(perm[n_valid:], perm[:n_valid], classes)
 
-    def _fit_hist(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
+    def _folds(self, n: int, classes: np.ndarray | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """early_stopping="cv": ``round(1 / validation_fraction)`` folds (at least 2), each
+        validating on its own share of the rows (random, fixed by ``random_state``; every class
+        kept in training as in :meth:`_split`)."""
+        perm = np.random.default_rng(self.random_state).permutation(n)
+        k = max(2, min(n, round(1 / self.validation_fraction)))
+        chunks = np.array_split(perm, k)
+        return [_keep_classes(np.concatenate(chunks[:i] + chunks[i + 1:]), chunks[i], classes)
+                for i in range(k)]
+
+    # Each backend: train one output for ``rounds`` rounds on every row, or, given ``fit`` and
+    # ``valid`` positions, on ``fit`` with early stopping on ``valid``. Returns the model to
+    # predict with and the rounds a refit on every row starts from (scaled by the rows gained).
+    def _train_hist(self, slot: Slot, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+                    rounds: int, fit: np.ndarray | None = None,
+                    valid: np.ndarray | None = None) -> tuple[Any, int]:
         from sklearn import ensemble
 
         objective = slot.objective
         kwargs: dict[str, Any] = dict(
-            max_iter=self.n_estimators, learning_rate=self.learning_rate,
+            max_iter=rounds, learning_rate=self.learning_rate,
             max_leaf_nodes=self.max_leaf_nodes, max_depth=self.max_depth,
-            n_iter_no_change=self.n_iter_no_change, random_state=self.random_state)
+            max_features=self.max_features, n_iter_no_change=self.n_iter_no_change,
+            random_state=self.random_state)
         if objective == "classification":
             cls: Any = ensemble.HistGradientBoostingClassifier
         else:
@@ -204,32 +251,32 @@ class MultiTaskGBM(SklearnMultiTask):
                               "quantile": "quantile"}[objective]
             if objective == "quantile":
                 kwargs["quantile"] = slot.alpha
-        stops = self._stops(len(y))
-        model = cls(early_stopping=stops, **kwargs)
-        if not stops:
-            return model.fit(F, y, sample_weight=weight)
+        if fit is None or valid is None:
+            model = cls(early_stopping=False, **kwargs).fit(F, y, sample_weight=weight)
+            return model, model.n_iter_
         # Our own random split: scikit-learn's is stratified and fails on classes seen once.
-        train, valid = self._split(len(y), y if objective == "classification" else None)
-        extra = {} if weight is None else {"sample_weight": weight[train],
+        extra = {} if weight is None else {"sample_weight": weight[fit],
                                            "sample_weight_val": weight[valid]}
-        model.fit(F[train], y[train], X_val=F[valid], y_val=y[valid], **extra)
-        if not self._refits():
-            return model
+        model = cls(early_stopping=True, **kwargs).fit(F[fit], y[fit], X_val=F[valid],
+                                                       y_val=y[valid], **extra)
         # n_iter_ counts the rounds past the best too: scikit-learn's stopped model keeps and
         # predicts with them, so the refit matches that model's length. Measured against the
         # best round alone (benchmarks/quality.py, 19 sets): 0.966 of LightGBM's error and 15
         # sets better with n_iter_, 0.973 and 13 with the best round
-        kwargs["max_iter"] = self._refit_rounds(model.n_iter_, len(train), len(y))
-        return cls(early_stopping=False, **kwargs).fit(F, y, sample_weight=weight)
+        return model, model.n_iter_
 
-    def _fit_lightgbm(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
+    def _train_lightgbm(self, slot: Slot, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+                        rounds: int, fit: np.ndarray | None = None,
+                        valid: np.ndarray | None = None) -> tuple[Any, int]:
         lgb = _require("lightgbm", "lightgbm")
         objective = slot.objective
+        n = len(y) if fit is None else len(fit)
         params: dict[str, Any] = dict(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            n_estimators=rounds, learning_rate=self.learning_rate,
             num_leaves=self.max_leaf_nodes, max_depth=self.max_depth or -1,
-            random_state=self.random_state, n_jobs=self._threads, verbose=-1,
-            min_child_samples=min(20, max(1, len(y) // 10)))
+            feature_fraction_bynode=self.max_features, random_state=self.random_state,
+            n_jobs=self._threads, verbose=-1,
+            min_child_samples=min(20, max(1, n // 10)))
         if objective == "classification":
             model = lgb.LGBMClassifier(**params)
         else:
@@ -238,37 +285,30 @@ class MultiTaskGBM(SklearnMultiTask):
             if objective == "quantile":
                 params["alpha"] = slot.alpha
             model = lgb.LGBMRegressor(**params)
-        kwargs: dict[str, Any] = {}
-        F_all, y_all, weight_all = F, y, weight
-        n_train = len(y)
-        if self._stops(len(y)):
-            train, valid = self._split(len(y), y if objective == "classification" else None)
+        if fit is None or valid is None:
+            model.fit(F, y, sample_weight=weight)
+        else:
             import inspect
 
             # LightGBM 4.7 renamed eval_set to eval_X / eval_y
             evals = ({"eval_X": F[valid], "eval_y": y[valid]}
                      if "eval_X" in inspect.signature(model.fit).parameters
                      else {"eval_set": [(F[valid], y[valid])]})
-            kwargs = {**evals,
-                      "callbacks": [lgb.early_stopping(self.n_iter_no_change, verbose=False)]}
-            F, y = F[train], y[train]
-            weight = None if weight is None else weight[train]
-            n_train = len(train)
-        model.fit(F, y, sample_weight=weight, **kwargs)
-        if kwargs and self._refits():
-            rounds = self._refit_rounds(model.best_iteration_ or self.n_estimators, n_train, len(y_all))
-            model = model.__class__(**{**params, "n_estimators": rounds})
-            model.fit(F_all, y_all, sample_weight=weight_all)
+            model.fit(F[fit], y[fit], sample_weight=None if weight is None else weight[fit],
+                      callbacks=[lgb.early_stopping(self.n_iter_no_change, verbose=False)], **evals)
         classes = np.asarray(model.classes_, dtype=np.int64) if objective == "classification" else None
-        return BoosterUnit("lightgbm", model.booster_, classes)
+        return BoosterUnit("lightgbm", model.booster_, classes), model.best_iteration_ or rounds
 
-    def _fit_xgboost(self, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None, slot: Slot) -> Any:
+    def _train_xgboost(self, slot: Slot, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None,
+                       rounds: int, fit: np.ndarray | None = None,
+                       valid: np.ndarray | None = None) -> tuple[Any, int]:
         xgb = _require("xgboost", "xgboost")
         objective = slot.objective
         params: dict[str, Any] = dict(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate,
+            n_estimators=rounds, learning_rate=self.learning_rate,
             max_leaves=self.max_leaf_nodes, max_depth=self.max_depth or 0, tree_method="hist",
-            grow_policy="lossguide", random_state=self.random_state, n_jobs=self._threads)
+            grow_policy="lossguide", colsample_bynode=self.max_features,
+            random_state=self.random_state, n_jobs=self._threads)
         if objective == "regression" and y.ndim == 2:
             params["multi_strategy"] = "multi_output_tree"
         if objective == "poisson":
@@ -276,35 +316,22 @@ class MultiTaskGBM(SklearnMultiTask):
         elif objective == "quantile":
             params.update(objective="reg:quantileerror", quantile_alpha=slot.alpha)
         regression = objective != "classification"
-        stops = self._stops(len(y))
-        train, valid = self._split(len(y), None if regression else y) if stops else (np.arange(len(y)), None)
-        y_train = y[train]
-        y_valid = None if valid is None else y[valid]
-        classes = None
-        if not regression:  # XGBoost wants the codes it sees to be 0..k-1
-            classes, y_train = np.unique(y_train, return_inverse=True)
-            if y_valid is not None:
-                y_valid = np.searchsorted(classes, y_valid)
+        fit_rows = np.arange(len(y)) if fit is None else fit
+        classes, codes = None, y
+        if not regression:  # XGBoost wants the codes it sees to be 0..k-1; the split (if any)
+            # kept every class in training, so the codes are those of all rows
+            classes = np.unique(y[fit_rows])
+            codes = np.searchsorted(classes, y)
         model = xgb.XGBRegressor(**params) if regression else xgb.XGBClassifier(**params)
-        eval_set = None
-        sample_weight_eval_set = None
-        if valid is not None and len(valid):
-            model.set_params(early_stopping_rounds=self.n_iter_no_change)
-            eval_set = [(F[valid], y_valid)]
-            if weight is not None:
-                sample_weight_eval_set = [weight[valid]]
-        model.fit(F[train], y_train, sample_weight=None if weight is None else weight[train],
-                  eval_set=eval_set, sample_weight_eval_set=sample_weight_eval_set, verbose=False)
-        booster = model.get_booster()
-        if eval_set is not None and self._refits():
-            # the split kept every class in training, so the codes are those of all rows
-            y_all = y if classes is None else np.searchsorted(classes, y)
-            model = (xgb.XGBRegressor if regression else xgb.XGBClassifier)(
-                **{**params, "n_estimators": self._refit_rounds(model.best_iteration + 1, len(train), len(y))})
-            booster = model.fit(F, y_all, sample_weight=weight, verbose=False).get_booster()
-        elif eval_set is not None:  # keep the best round's trees (the booster predicts with all)
-            booster = booster[: model.best_iteration + 1]
-        return BoosterUnit("xgboost", booster, classes)
+        w = None if weight is None else weight[fit_rows]
+        if fit is None or valid is None or not len(valid):
+            model.fit(F, codes, sample_weight=weight, verbose=False)
+            return BoosterUnit("xgboost", model.get_booster(), classes), rounds
+        model.set_params(early_stopping_rounds=self.n_iter_no_change)
+        model.fit(F[fit], codes[fit], sample_weight=w, eval_set=[(F[valid], codes[valid])],
+                  sample_weight_eval_set=None if weight is None else [weight[valid]], verbose=False)
+        best = model.best_iteration + 1  # keep the best round's trees (the booster predicts with all)
+        return BoosterUnit("xgboost", model.get_booster()[:best], classes), best
 
     def _fit_source(self, source: Any) -> None:
         """Out of core with ``backend="xgboost"`` (:mod:`polyhead.models.gbm_streaming`)."""

@@ -45,7 +45,7 @@ def fit_source(gbm: Any, source: Any) -> None:
     from .gbm import BoosterUnit
     from .sklearn_base import make_slots
 
-    stops = gbm.early_stopping in (True, "auto", "refit")
+    stops = gbm.early_stopping in (True, "auto", "refit", "cv")  # "cv": one split, as "refit"
     plan = plan_source(gbm, source, gbm.validation_fraction if stops else 0.0)
     sample = plan.summary.fitting_frame()
     Xs, ys = sample[plan.features], sample[plan.targets]
@@ -72,7 +72,7 @@ def fit_source(gbm: Any, source: Any) -> None:
             params: dict[str, Any] = {
                 "eta": gbm.learning_rate, "max_leaves": gbm.max_leaf_nodes,
                 "max_depth": gbm.max_depth or 0, "tree_method": "hist", "grow_policy": "lossguide",
-                "seed": gbm.random_state or 0, "nthread": gbm._threads, "max_bin": 256}
+                "colsample_bynode": gbm.max_features, "seed": gbm.random_state or 0, "nthread": gbm._threads, "max_bin": 256}
             params.update(_objective(objective, n_classes, alpha))
             evals: list[Any] = []
             has_valid = stops and (plan.valid_pieces or (not plan.by_piece and plan.fraction > 0))

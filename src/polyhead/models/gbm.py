@@ -124,9 +124,13 @@ class MultiTaskGBM(SklearnMultiTask):
         ``benchmarks/quality.py`` on 19 sets: "refit" with a 20% split had 0.966 of per-target
         LightGBM's mean error and won on 15 sets, against 0.990 and 9 for True with 10%.
         Without early stopping, 100 rounds at 0.1 collapsed on abalone's 28 classes
-        (accuracy 0.081 against 0.239).
+        (accuracy 0.081 against 0.239). "cv" had 0.979 of LightGBM's error on eight small sets
+        against 0.982 for "refit", at 2.4 times its fit time, so it is not the default.
     validation_fraction : float, default=0.2
     n_iter_no_change : int, default=50
+        Rounds without improvement before stopping. With ``max_features=0.3`` (the pair is the
+        default): 0.959 of per-target LightGBM's error on 19 sets, better on 18, against 0.966
+        and 15 with 20 rounds and every feature (README, "Presets").
     random_state : int or None
     n_jobs : int or None
         Threads, with scikit-learn's meaning; None follows polyhead's thread policy

@@ -254,6 +254,68 @@ def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     pd.testing.assert_frame_equal(again.predict(X), auto.predict(X))
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_auto_embedding_candidates_side_by_side_fit_as_one_after_another(monkeypatch, dropout):
+    """The two candidates train side by side in threads where CPUs are free, and the result
+    is the same as one after another, bit for bit; the caller's torch RNG is left as it was.
+    With dropout (draws from torch's one generator) they always train one after another."""
+    import threading
+
+    from polyhead import parallel
+
+    X, y = make_mixed(240, missing=0.1)
+    kw = {**FAST, "n_bins": 6, "numeric_embedding": "auto", "dropout": dropout}
+    threads: list[str] = []
+    fit_loop = MultiTaskNet.fit_loop
+
+    def recording(self, *args):
+        threads.append(threading.current_thread().name)
+        return fit_loop(self, *args)
+
+    monkeypatch.setattr(MultiTaskNet, "fit_loop", recording)
+    fitted = {}
+    for workers in (1, 2):
+        monkeypatch.setattr(parallel, "side_by_side", lambda n, w=workers: min(n, w))
+        threads.clear()
+        torch.manual_seed(123)
+        state = torch.get_rng_state()
+        fitted[workers] = MultiTaskNet(tasks=MIXED_TASKS, **kw).fit(X, y)
+        assert torch.equal(torch.get_rng_state(), state)
+        side_by_side = workers == 2 and dropout == 0
+        assert len(threads) == 2
+        assert all(name.startswith("polyhead") == side_by_side for name in threads)
+    assert fitted[1].embedding_scores_ == fitted[2].embedding_scores_
+    assert fitted[1].numeric_embedding_ == fitted[2].numeric_embedding_
+    pd.testing.assert_frame_equal(fitted[1].predict(X), fitted[2].predict(X))
+
+
+def test_side_by_side_takes_only_free_cpus_and_runs_each_call_single_threaded(monkeypatch):
+    from polyhead import parallel
+
+    monkeypatch.setattr(parallel, "available_cpus", lambda: 4)
+    for others, workers in ((0, 2), (2, 2), (3, 1), (8, 1)):
+        monkeypatch.setattr(parallel, "others_running", lambda o=others: o)
+        assert parallel.side_by_side(2) == workers
+    monkeypatch.setattr(parallel, "others_running", lambda: 0)
+    assert parallel.side_by_side(3) == 3 and parallel.side_by_side(1) == 1
+    with parallel.single_threaded():                    # under outer parallelism: one at a time
+        assert parallel.side_by_side(2) == 1
+    assert isinstance(parallel.others_running(), int) and parallel.others_running() >= 0
+
+    before = torch.get_num_threads()
+    seen = parallel.run_side_by_side(
+        [lambda i=i: (i, parallel.nested(), torch.get_num_threads()) for i in range(3)], 2)
+    assert seen == [(i, True, 1) for i in range(3)]     # in order, each single-threaded
+    assert torch.get_num_threads() == before and not parallel.nested()
+    assert parallel.run_side_by_side([lambda: parallel.nested()], 1) == [False]
+
+    def fails() -> None:
+        raise ValueError("boom")
+
+    with pytest.raises(ValueError, match="boom"):
+        parallel.run_side_by_side([lambda: 1, fails], 2)
+
+
 def test_auto_embedding_switches_only_on_a_gain_beyond_the_noise():
     """The embedded fit replaces the plain one only when its validation loss is lower by more
     than one standard error of the per-block paired difference; splits too small to pair

@@ -16,6 +16,9 @@ busy processes, against 0.03 s with one. So:
    parallel folds, ``Separate`` and ``TaskChain`` with ``n_jobs``, and scikit-learn's ``n_jobs``
    (via ``OMP_NUM_THREADS``), through :func:`single_threaded` (threadpoolctl caps BLAS and
    OpenMP; LightGBM and XGBoost get ``n_jobs=1``; torch ``set_num_threads(1)``).
+5. **Independent fits side by side, one thread each**, where one estimator makes several fits
+   of the same small data (``MultiTaskNet``'s numeric-embedding candidates): on as many CPUs
+   as no other work is running on right now (:func:`side_by_side`), else one after another.
 
 ``n_jobs`` follows scikit-learn: None means 1 (or what the policy allows), -1 all CPUs this
 process may use, -2 all but one, and so on.
@@ -27,7 +30,10 @@ import contextlib
 import math
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TypeVar
+
+T = TypeVar("T")
 
 #: Multiply-adds per network step below which one thread is faster than two.
 SMALL_WORK = 2_000_000
@@ -80,6 +86,61 @@ def busy() -> bool:
     except (AttributeError, OSError):
         return False
     return load >= available_cpus() - 0.5
+
+
+def others_running(samples: int = 5, interval: float = 0.002) -> int:
+    """Threads of other work that are runnable now: the least of a few readings, ``interval``
+    seconds apart, of Linux's count of runnable threads (``/proc/loadavg``), less the one
+    reading it; elsewhere the 1-minute load average.
+
+    Unlike the load average it does not remember this process's own recent work, so fits in
+    a loop decide alike; the least reading passes over thread pools that spin for a moment
+    after their work (OpenMP's), while work that keeps a CPU busy is runnable in every one."""
+    import time
+
+    try:
+        counts = []
+        for i in range(max(1, samples)):
+            if i:
+                time.sleep(interval)
+            with open("/proc/loadavg", encoding="ascii") as fh:
+                counts.append(int(fh.read().split()[3].split("/")[0]))
+        return max(0, min(counts) - 1)
+    except (OSError, ValueError, IndexError):
+        try:
+            return round(os.getloadavg()[0])
+        except (AttributeError, OSError):
+            return 0
+
+
+def side_by_side(n: int) -> int:
+    """Workers for ``n`` independent single-threaded fits: one per CPU that this process may use
+    and no other work is running on, at most ``n``; 1 (one after another) under outer
+    parallelism or when fewer than two CPUs are free."""
+    if n < 2 or nested():
+        return 1
+    free = available_cpus() - others_running()
+    return max(1, min(n, free)) if free >= 2 else 1
+
+
+def run_side_by_side(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
+    """The results of ``calls``: with ``workers > 1``, each in its own thread and single-threaded
+    inside (as under outer parallelism); else one after another in this thread. The first
+    exception is raised once every call has finished."""
+    if workers <= 1:
+        return [call() for call in calls]
+    from concurrent.futures import ThreadPoolExecutor
+
+    def run(call: Callable[[], T]) -> T:
+        _local.depth = getattr(_local, "depth", 0) + 1
+        try:
+            return call()
+        finally:
+            _local.depth -= 1
+
+    with single_threaded(), ThreadPoolExecutor(workers, thread_name_prefix="polyhead") as pool:
+        futures = [pool.submit(run, call) for call in calls]
+        return [f.result() for f in futures]
 
 
 def nested() -> bool:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import itertools
 import math
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -15,6 +17,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator
 
 from .. import _params as P
+from .. import parallel
 from ..exceptions import PolyheadError
 from ..features import FeatureEncoder
 from ..registry import register_estimator
@@ -40,14 +43,31 @@ def _threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(previous)
 
 
+#: torch's default generator is one per process: fits that run side by side in threads
+#: (``numeric_embedding="auto"``'s candidates) take turns at their seeded initialisation
+_GLOBAL_RNG = threading.Lock()
+
+
 @contextlib.contextmanager
-def _torch_session(seed: int, threads: int | None) -> Iterator[None]:
-    """Seed torch without touching the caller's RNG, and pin the thread count."""
+def _torch_session(seed: int, threads: int | None, build: Callable[[], None],
+                   draws: bool) -> Iterator[None]:
+    """Pin the thread count; ``build`` (the initialisation) with torch seeded by ``seed``, then
+    the block (the training), which continues that stream if it ``draws`` from it (dropout):
+    all without touching the caller's RNG. A block that does not draw runs outside torch's
+    generator, so fits without dropout can train side by side in threads."""
     import torch
 
-    with torch.random.fork_rng(devices=[]), _threads(threads):
-        torch.manual_seed(seed)
-        yield
+    with _threads(threads):
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            build()
+            state = torch.get_rng_state()
+        if not draws:
+            yield
+            return
+        with _GLOBAL_RNG, torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(state)
+            yield
 
 
 def check_device(device: str) -> None:
@@ -66,6 +86,10 @@ def check_device(device: str) -> None:
         raise PolyheadError(f"device={device!r}, but Apple's MPS is not available here; use "
                             "device='cpu'")
 
+
+#: input cells (rows x columns) up to which the candidates of ``numeric_embedding="auto"`` may
+#: train side by side (each holds its own encoded copy of the data)
+SIDE_BY_SIDE_CELLS = 20_000_000
 
 #: runs of validation rows whose paired losses decide ``numeric_embedding="auto"``
 _CHOICE_BLOCKS = 20
@@ -372,8 +396,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self._prepare_training(features)
         targets = self.encode_targets(yf, self._training_weights)
         n_train = len(features) - math.floor(len(features) * self.validation_fraction)
-        with _torch_session(self._seed, self._threads_for(self._batch_size(n_train))):
-            self._build()
+        with _torch_session(self._seed, self._threads_for(self._batch_size(n_train)), self._build,
+                            draws=self.dropout > 0):
             self.fit_loop(features, targets)
         return self
 
@@ -395,7 +419,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
                                                      n_bins=self.n_bins_)
             fits[candidate]._score_blocks = _CHOICE_BLOCKS
-            fits[candidate].fit(X, y, sample_weight)
+        calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
+        parallel.run_side_by_side(calls, self._candidate_workers(X, len(calls)))
         scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
         best = fits["ple" if _embedding_wins(fits["none"], fits["ple"], scores) else "none"]
         params = self.get_params(deep=False)
@@ -403,6 +428,21 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                               if k not in params and k not in ("_score_blocks", "_valid_blocks")})
         self.embedding_scores_ = scores
         return self
+
+    def _candidate_workers(self, X: Any, n: int) -> int:
+        """How many of ``numeric_embedding="auto"``'s candidate fits run at once: side by side
+        on free CPUs, one thread each (:func:`polyhead.parallel.side_by_side`), where they
+        give the same result as one after another (no dropout, whose draws would interleave;
+        the CPU; threads left to the policy) and two copies of the data are small. The
+        initialisation and the shuffles are seeded alike either way."""
+        import torch
+
+        shape = getattr(X, "shape", None)
+        if (self.dropout > 0 or self.n_threads is not None or shape is None
+                or torch.device(self.device).type != "cpu"
+                or math.prod(shape) > SIDE_BY_SIDE_CELLS):
+            return 1
+        return parallel.side_by_side(n)
 
     def _validation_score(self) -> float:
         """The validation loss of the weights that predict: the best epoch's total, or with

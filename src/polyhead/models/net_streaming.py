@@ -234,8 +234,8 @@ def fit_source(net: Any, source: ParquetSource) -> None:
     prefetching = (threads or net._threads_for(batch)) < available_cpus() // max(1, world) or \
         (world > 1 and available_cpus() > world)
     try:
-        with _torch_session(seed, net._threads_for(batch) if threads is None else threads):
-            net._build()
+        with _torch_session(seed, net._threads_for(batch) if threads is None else threads,
+                            net._build, draws=net.dropout > 0):
             forward = None
             if world > 1:
                 from torch.nn.parallel import DistributedDataParallel

@@ -34,6 +34,7 @@ other loss weightings, ``torch.compile``, a distributed wrapper, a GPU) trains t
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import torch
@@ -51,13 +52,15 @@ CODES = {"squared_error": 0, "logistic": 1, "softmax": 2, "logistic_columns": 3}
 GATHER_LIMIT = 1 << 24
 
 _EPOCH: Any = None
+_COMPILING = threading.Lock()
 
 
 def _script() -> Any:
     """The epoch function, compiled once per process (about half a second)."""
     global _EPOCH
-    if _EPOCH is None:
-        _EPOCH = torch.jit.script(_epoch)
+    with _COMPILING:  # fits side by side in threads compile it once
+        if _EPOCH is None:
+            _EPOCH = torch.jit.script(_epoch)
     return _EPOCH
 
 

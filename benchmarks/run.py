@@ -15,8 +15,11 @@ same run, medians of repeats, each measurement in a fresh process so its peak RS
    two processes spinning on the CPUs (goal: at most 2x slower); MultiTaskGBM against plain
    per-target LightGBM with equal settings (goal: at most 1.5x); the README compare example's
    wall-clock time.
+8. Side by side: the default fit on small quality-benchmark sets (split 0 of each, from
+   ../shared/data), its two numeric-embedding candidates one after another against side by
+   side on free CPUs (polyhead.parallel.side_by_side), and whether they chose alike.
 
-    python benchmarks/run.py [--quick]
+    python benchmarks/run.py [--quick] [--only tutorial,default,...,sidebyside]
 """
 
 from __future__ import annotations
@@ -267,7 +270,7 @@ def compile_cost() -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="fewer repeats, smaller sizes")
-    parser.add_argument("--only", default="tutorial,default,predict,scaling,ensemble,compile,busy",
+    parser.add_argument("--only", default="tutorial,default,predict,scaling,ensemble,compile,busy,sidebyside",
                         help="comma list of sections to run")
     args = parser.parse_args()
     only = set(args.only.split(","))
@@ -295,6 +298,8 @@ def main() -> None:
         compile_section(add)
     if "busy" in only:
         busy_section(reps, add, med)
+    if "sidebyside" in only:
+        side_by_side_section(reps, add, med)
 
     import torch
 
@@ -491,6 +496,61 @@ def busy_section(reps: int, add: Any, med: Any) -> None:
         ratio = med(ours, "seconds") / med(plain, "seconds")
         add("MultiTaskGBM(lightgbm) / plain LightGBM", f"{ratio:.2f}x ({med(ours, 'seconds'):.2f} s vs "
             f"{med(plain, 'seconds'):.2f} s; 100 rounds at 0.1, 1 thread)", "<= 1.5x", ratio <= 1.5)
+
+
+
+# -- 8. side by side ----------------------------------------------------------------------------
+SIDE_BY_SIDE_SETS = ("enb", "edm", "jura", "slump", "student_performance", "wine_quality")
+
+
+def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
+    """The default net on split 0 of a quality-benchmark set; ``side_by_side=False`` trains the
+    numeric-embedding candidates one after another whatever CPUs are free."""
+    import datasets
+    import numpy as np
+
+    from polyhead import MultiTaskNet, parallel
+
+    if not side_by_side:
+        parallel.side_by_side = lambda n: 1
+    data = datasets.load(set_name)
+    train, test = data.splits[0]
+    X, y = data.X.iloc[train], data.y.iloc[train]
+    MultiTaskNet(tasks=data.tasks, max_epochs=1).fit(X, y)  # warm-up
+    start = time.perf_counter()
+    model = MultiTaskNet(tasks=data.tasks, random_state=0).fit(X, y)
+    seconds = time.perf_counter() - start
+    pred = model.predict(data.X.iloc[test]).select_dtypes("number").to_numpy(dtype=float)
+    workers = model._candidate_workers(X, y, None, 2)
+    return {"seconds": seconds, "choice": str(model.numeric_embedding_),
+            "sum": float(np.nansum(pred)), "workers": workers}
+
+
+def side_by_side_section(reps: int, add: Any, med: Any) -> None:
+    import datasets
+
+    print("8. side by side", file=sys.stderr)
+    ratios = []
+    for name in SIDE_BY_SIDE_SETS:
+        if datasets.load(name) is None:
+            continue
+        # alternating, five of each at least: the fits take a fraction of a second
+        apart, together = [], []
+        for _ in range(max(reps, 5)):
+            apart += isolated(fit_default_on, 1, set_name=name, side_by_side=False)
+            together += isolated(fit_default_on, 1, set_name=name, side_by_side=True)
+        ratio = med(together, "seconds") / med(apart, "seconds")
+        if together[0]["workers"] > 1:  # the others run the same code both ways: the noise
+            ratios.append(ratio)
+        same = "same" if (apart[0]["choice"], round(apart[0]["sum"], 3)) == \
+            (together[0]["choice"], round(together[0]["sum"], 3)) else "different"
+        add(f"side by side / one after another: {name}",
+            f"{ratio:.2f}x, {'side by side' if together[0]['workers'] > 1 else 'one after another'} by the policy ({med(together, 'seconds'):.2f} s vs {med(apart, 'seconds'):.2f} s; "
+            f"choice {together[0]['choice']}, {same} predictions)", "", None)
+    if ratios:
+        add("side by side / one after another: geometric mean where side by side",
+            f"{statistics.geometric_mean(ratios):.2f}x over {len(ratios)} sets", "< 1x",
+            statistics.geometric_mean(ratios) < 1)
 
 
 if __name__ == "__main__":

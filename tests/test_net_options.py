@@ -284,6 +284,12 @@ def test_auto_embedding_candidates_side_by_side_fit_as_one_after_another(monkeyp
         side_by_side = workers == 2 and dropout == 0
         assert len(threads) == 2
         assert all(name.startswith("polyhead") == side_by_side for name in threads)
+    # larger steps already use every CPU one fit at a time; dropout draws from one generator
+    monkeypatch.setattr(parallel, "side_by_side", lambda n: n)
+    for params, workers in (({}, 2 if dropout == 0 else 1), ({"hidden": (512, 512)}, 1)):
+        net = MultiTaskNet(tasks=MIXED_TASKS, **{**kw, **params})
+        net.n_ensemble_, net.numeric_ = 8, "clipped"
+        assert net._candidate_workers(X, y, None, 2) == workers
     assert fitted[1].embedding_scores_ == fitted[2].embedding_scores_
     assert fitted[1].numeric_embedding_ == fitted[2].numeric_embedding_
     pd.testing.assert_frame_equal(fitted[1].predict(X), fitted[2].predict(X))

@@ -6,10 +6,12 @@ from pathlib import Path
 import pytest
 
 BIN = Path(sys.executable).parent / "polyhead"
+# the installed script, or the module where the package is on the path but not installed
+COMMAND = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "polyhead"]
 
 
 def run(*args, timeout=300):
-    return subprocess.run([str(BIN), *args], capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([*COMMAND, *args], capture_output=True, text=True, timeout=timeout)
 
 
 def test_help_lists_commands_without_importing_torch():
@@ -60,7 +62,7 @@ def _run_lines(commands: list[str], cwd: Path) -> list[str]:
     for command in commands:
         argv = shlex.split(command)
         assert argv[0] == "polyhead"
-        proc = subprocess.run([str(BIN), *argv[1:]], cwd=cwd, capture_output=True, text=True,
+        proc = subprocess.run([*COMMAND, *argv[1:]], cwd=cwd, capture_output=True, text=True,
                               timeout=600)
         assert proc.returncode == 0, (command, proc.stderr)
         outputs.append(proc.stdout)

@@ -295,6 +295,20 @@ def test_auto_embedding_candidates_side_by_side_fit_as_one_after_another(monkeyp
     pd.testing.assert_frame_equal(fitted[1].predict(X), fitted[2].predict(X))
 
 
+@pytest.mark.parametrize("name", ["famo", "dwa", "batch ensemble", "periodic", "experts",
+                                  "auto best epoch", "dropout"])
+def test_training_draws_nothing_from_the_callers_torch_generator(name):
+    """Training outside torch's seeded block (what lets candidates train side by side) must not
+    draw from torch's global generator: the caller's stream is the same after a fit."""
+    opts = {"dropout": {"dropout": 0.1}}.get(name) or OPTIONS.get(name) or {"weighting": name}
+    X, y = make_mixed(160, missing=0.1)
+    torch.manual_seed(5)
+    MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, "max_epochs": 3, **opts}).fit(X, y)
+    after = torch.rand(3)
+    torch.manual_seed(5)
+    assert torch.equal(after, torch.rand(3))
+
+
 def test_side_by_side_takes_only_free_cpus_and_runs_each_call_single_threaded(monkeypatch):
     from polyhead import parallel
 

@@ -56,10 +56,14 @@ def check_exportable(model: Any) -> None:
         raise PolyheadError(f"ONNX export is not supported for {name}: {EXPORTABLE_WHY.get(name, '')}"
                             f"exportable: {', '.join(EXPORTABLE)}")
     check_is_fitted(model, "module_" if name == "MultiTaskNet" else "units_")
+    from ..kinds.base import Kind
+
     for t in model.task_states_:
         if t.task.given is not None:
             raise PolyheadError(f"ONNX export is not supported for conditional tasks: task "
                                 f"{t.name!r} has given={t.task.given!r}")
+        if name != "MultiTaskNet" and type(t).onnx_from_slots is Kind.onnx_from_slots:
+            t.onnx_from_slots(None, {})  # the kind's own line: the units have no decoding for it
     for col in model.features_.columns_:
         if col["type"] == "numeric" and col.get("transform", "standard") not in (
                 "standard", "clipped", "robust", "none"):

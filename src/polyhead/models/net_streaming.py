@@ -238,9 +238,17 @@ def fit_source(net: Any, source: ParquetSource) -> None:
                             net._build, draws=net.dropout > 0):
             forward = None
             if world > 1:
+                import inspect
+
                 from torch.nn.parallel import DistributedDataParallel
 
-                forward = DistributedDataParallel(net.module_, forward_sync_buffers=False)
+                # buffers are not synchronised at each forward: torch 2.13 names that
+                # forward_sync_buffers, earlier versions broadcast_buffers
+                sync = ("forward_sync_buffers" if "forward_sync_buffers"
+                        in inspect.signature(DistributedDataParallel).parameters
+                        else "broadcast_buffers")
+                no_sync: dict[str, Any] = {sync: False}
+                forward = DistributedDataParallel(net.module_, **no_sync)
             net.train_epochs(train, valid if has_valid else None, forward=forward)
             if net._best_epoch_mode == "auto":  # no paired check over streamed chunks: joint
                 net.task_best_epochs_ = {name: net.best_epoch_ for name in net.task_best_epochs_}

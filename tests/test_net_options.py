@@ -335,6 +335,48 @@ def test_side_by_side_takes_only_free_cpus_and_runs_each_call_single_threaded(mo
     with pytest.raises(ValueError, match="boom"):
         parallel.run_side_by_side([lambda: 1, fails], 2)
 
+    # a failure sets the event the other call watches: it stops, and the failure is raised
+    import threading
+
+    cancel, stopped = threading.Event(), []
+
+    def watches() -> None:
+        assert cancel.wait(timeout=30), "never cancelled"
+        stopped.append(True)
+        raise RuntimeError("stopped")
+
+    with pytest.raises(ValueError, match="boom"):
+        parallel.run_side_by_side([watches, fails], 2, cancel)
+    assert stopped == [True]
+
+
+def test_a_failing_embedding_candidate_stops_the_other(monkeypatch):
+    """Side by side, when one candidate fails the other stops at its next epoch (it does not
+    train to the end), and the user sees the first failure."""
+    from polyhead import parallel
+
+    X, y = make_mixed(240, missing=0.1)
+    epochs: list[str] = []
+    layout = MultiTaskNet._input_layout
+
+    def failing_layout(self, features):
+        if self.numeric_embedding_ == "ple":
+            import time
+
+            time.sleep(0.2)  # the plain candidate is training by now
+            raise ValueError("the embedded candidate broke")
+        return layout(self, features)
+
+    monkeypatch.setattr(MultiTaskNet, "_input_layout", failing_layout)
+    monkeypatch.setattr(MultiTaskNet, "on_epoch_end",
+                        lambda self, record, improved: epochs.append(self.numeric_embedding_))
+    monkeypatch.setattr(parallel, "side_by_side", lambda n: n)
+    net = MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, "numeric_embedding": "auto",
+                                             "max_epochs": 100_000, "patience": 100_000})
+    with pytest.raises(ValueError, match="embedded candidate broke"):
+        net.fit(X, y)
+    assert 0 < len(epochs) < 100_000 and set(epochs) == {None}
+
 
 def test_auto_embedding_switches_only_on_a_gain_beyond_the_noise():
     """The embedded fit replaces the plain one only when its validation loss is lower by more

@@ -123,13 +123,17 @@ def side_by_side(n: int) -> int:
     return max(1, min(n, free)) if free >= 2 else 1
 
 
-def run_side_by_side(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
+def run_side_by_side(calls: Sequence[Callable[[], T]], workers: int,
+                     cancel: threading.Event | None = None) -> list[T]:
     """The results of ``calls``: with ``workers > 1``, each in its own thread and single-threaded
-    inside (as under outer parallelism); else one after another in this thread. The first
-    exception is raised once every call has finished."""
+    inside (as under outer parallelism); else one after another in this thread.
+
+    When a call fails, or this thread is interrupted (Ctrl-C) while it waits, ``cancel`` is set
+    so that calls which watch it stop early rather than run to their end; then the first
+    failure is raised (or the interrupt), once every call has returned."""
     if workers <= 1:
         return [call() for call in calls]
-    from concurrent.futures import ThreadPoolExecutor
+    from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     def run(call: Callable[[], T]) -> T:
         _local.depth = getattr(_local, "depth", 0) + 1
@@ -140,7 +144,18 @@ def run_side_by_side(calls: Sequence[Callable[[], T]], workers: int) -> list[T]:
 
     with single_threaded(), ThreadPoolExecutor(workers, thread_name_prefix="polyhead") as pool:
         futures = [pool.submit(run, call) for call in calls]
-        return [f.result() for f in futures]
+        try:
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+        except BaseException:
+            if cancel is not None:
+                cancel.set()
+            raise
+        failed = [e for f in futures if f in done and (e := f.exception()) is not None]
+        if failed and cancel is not None:
+            cancel.set()
+    if failed:
+        raise failed[0]
+    return [f.result() for f in futures]
 
 
 def nested() -> bool:

@@ -416,18 +416,21 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
-        fits = {}
+        fits, cancel = {}, threading.Event()
         for candidate in ("none", "ple"):
             fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
                                                      n_bins=self.n_bins_)
             fits[candidate]._score_blocks = _CHOICE_BLOCKS
+            fits[candidate]._cancel = cancel  # a failed or interrupted candidate stops both
         calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
-        parallel.run_side_by_side(calls, self._candidate_workers(X, y, sample_weight, len(calls)))
+        parallel.run_side_by_side(calls, self._candidate_workers(X, y, sample_weight, len(calls)),
+                                  cancel)
         scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
         best = fits["ple" if _embedding_wins(fits["none"], fits["ple"], scores) else "none"]
         params = self.get_params(deep=False)
         self.__dict__.update({k: v for k, v in best.__dict__.items()
-                              if k not in params and k not in ("_score_blocks", "_valid_blocks")})
+                              if k not in params
+                              and k not in ("_score_blocks", "_valid_blocks", "_cancel")})
         self.embedding_scores_ = scores
         return self
 
@@ -710,7 +713,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         watch = self.early_stopping and valid is not None
         tracker = _BestEpochs(names, per_task=self._best_epoch_mode in ("per_task", "auto") and watch)
         self._printer = _EpochPrinter(names) if self.verbose else None
+        cancel = self.__dict__.get("_cancel")  # set by numeric_embedding="auto"
         for epoch in range(1, self.max_epochs + 1):
+            if cancel is not None and cancel.is_set():
+                raise PolyheadError("training stopped: the other numeric-embedding candidate "
+                                    "failed or the fit was interrupted")
             start = time.perf_counter()
             train_losses = train(generator)
             valid_losses = valid() if valid is not None else None

@@ -198,8 +198,9 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: cross-entropy, as pytabkit recommends for AUC; net 4: numeric_embedding="auto", so
 #: preset="best", keeps the embedding only when it wins beyond the validation noise; net 5 and
 #: separate-net 4: the default preset is that choice, "best" adds best_epoch="auto", the
-#: previous default is preset="balanced"; gbm 5: max_features=0.3 and n_iter_no_change=50)
-DEFAULTS_VERSION = {"net": 5, "separate-net": 4, "gbm": 5, "realmlp": 2, "tabm": 2}
+#: previous default is preset="balanced"; gbm 5: max_features=0.3 and n_iter_no_change=50;
+#: net 6 and separate-net 5: patience=30)
+DEFAULTS_VERSION = {"net": 6, "separate-net": 5, "gbm": 5, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:

@@ -136,11 +136,8 @@ def run_side_by_side(calls: Sequence[Callable[[], T]], workers: int,
     from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 
     def run(call: Callable[[], T]) -> T:
-        _local.depth = getattr(_local, "depth", 0) + 1
-        try:
+        with _outer():  # this worker thread's own record of the outer parallelism
             return call()
-        finally:
-            _local.depth -= 1
 
     with single_threaded(), ThreadPoolExecutor(workers, thread_name_prefix="polyhead") as pool:
         futures = [pool.submit(run, call) for call in calls]
@@ -169,17 +166,25 @@ def single_threaded() -> Iterator[None]:
     own choices (tree models get ``n_jobs=1``)."""
     from threadpoolctl import threadpool_limits
 
-    _local.depth = getattr(_local, "depth", 0) + 1
     torch_threads = _torch_threads(1)
     try:
-        with threadpool_limits(limits=1):
+        with _outer(), threadpool_limits(limits=1):
             yield
     finally:
-        _local.depth -= 1
         if torch_threads is not None:
             import torch
 
             torch.set_num_threads(torch_threads)
+
+
+@contextlib.contextmanager
+def _outer() -> Iterator[None]:
+    """This thread runs inside outer parallelism (what :func:`nested` reads)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
 
 
 def _torch_threads(n: int) -> int | None:

@@ -455,6 +455,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 or torch.device(self.device).type != "cpu"
                 or math.prod(shape) > SIDE_BY_SIDE_CELLS):
             return 1
+        workers = parallel.side_by_side(n)  # first: no CPU free, no need to size the steps
+        if workers <= 1:
+            return 1
         probe = clone(self)  # the step's size: tasks and encoded width, as a candidate sees them
         Xf, _ = probe._prepare_fit(X, y, sample_weight)
         encoder = FeatureEncoder(numeric=self.numeric_, max_categories=self.max_categories,
@@ -463,7 +466,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         n_train = len(Xf) - math.floor(len(Xf) * self.validation_fraction)
         if probe._step_work(probe._batch_size(n_train)) >= parallel.SMALL_WORK:
             return 1
-        return parallel.side_by_side(n)
+        return workers
 
     def _validation_score(self) -> float:
         """The validation loss of the weights that predict: the best epoch's total, or with

@@ -107,6 +107,19 @@ def test_tree_and_linear_families_export_through_skl2onnx(family, tmp_path):
     assert_same(model, X_new, run_onnx(path, model, X_new))
 
 
+def test_an_unexportable_kind_is_refused_before_skl2onnx_is_asked_for(tmp_path, monkeypatch):
+    """Without skl2onnx, a forest with an ordinal task gets the kind's own line (installing
+    skl2onnx would not help), not "install skl2onnx"."""
+    import sys
+
+    X, y = make_mixed(80)
+    ordinal = polyhead.MultiTaskForest(tasks=[Task("level", kind="ordinal")], n_estimators=3).fit(X, y)
+    monkeypatch.setitem(sys.modules, "skl2onnx", None)  # as if it were not installed
+    with pytest.raises(PolyheadError, match="not supported for ordinal tasks"):
+        polyhead.io.onnx.to_onnx(ordinal, tmp_path / "o.onnx")
+    assert not (tmp_path / "o.onnx").exists()
+
+
 def test_export_refuses_what_it_cannot_express_in_one_line(tmp_path):
     X, y = make_mixed(80)
     gbm = polyhead.MultiTaskGBM(tasks={"amount": "regression"}, n_estimators=3).fit(X, y)

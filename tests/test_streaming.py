@@ -429,3 +429,21 @@ def test_streaming_with_auto_best_epochs_predicts_every_task_from_the_joint_epoc
     assert set(auto.task_best_epochs_.values()) == {auto.best_epoch_} and not auto._snapshots
     per_task = polyhead.MultiTaskNet(TASKS, best_epoch="per_task", **kw).fit(ParquetSource(folder, buffer_rows=64))
     assert per_task.n_iter_ == auto.n_iter_ and per_task.best_epoch_ == auto.best_epoch_
+
+
+def test_distributed_training_asks_each_torch_version_for_unsynced_buffers_by_its_own_name():
+    """torch before 2.13 has no forward_sync_buffers (passing it broke every distributed fit
+    there); it has broadcast_buffers."""
+    from polyhead.models.net_streaming import _no_buffer_sync
+
+    class Before213:
+        def __init__(self, module, device_ids=None, broadcast_buffers=True):
+            pass
+
+    class Since213:
+        def __init__(self, module, broadcast_buffers=None, forward_sync_buffers=None):
+            pass
+
+    assert _no_buffer_sync(Before213) == {"broadcast_buffers": False}
+    assert _no_buffer_sync(Since213) == {"forward_sync_buffers": False}
+    Before213(None, **_no_buffer_sync(Before213))

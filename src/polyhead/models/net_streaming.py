@@ -238,17 +238,10 @@ def fit_source(net: Any, source: ParquetSource) -> None:
                             net._build, draws=net.dropout > 0):
             forward = None
             if world > 1:
-                import inspect
-
                 from torch.nn.parallel import DistributedDataParallel
 
-                # buffers are not synchronised at each forward: torch 2.13 names that
-                # forward_sync_buffers, earlier versions broadcast_buffers
-                sync = ("forward_sync_buffers" if "forward_sync_buffers"
-                        in inspect.signature(DistributedDataParallel).parameters
-                        else "broadcast_buffers")
-                no_sync: dict[str, Any] = {sync: False}
-                forward = DistributedDataParallel(net.module_, **no_sync)
+                forward = DistributedDataParallel(net.module_,
+                                                  **_no_buffer_sync(DistributedDataParallel))
             net.train_epochs(train, valid if has_valid else None, forward=forward)
             if net._best_epoch_mode == "auto":  # no paired check over streamed chunks: joint
                 net.task_best_epochs_ = {name: net.best_epoch_ for name in net.task_best_epochs_}
@@ -294,3 +287,13 @@ def _labelled(net: Any, arrays: list[np.ndarray]) -> list[float]:
         else:
             out[unit.positions[0]] = float(w.sum())
     return out
+
+
+def _no_buffer_sync(ddp: Any) -> dict[str, Any]:
+    """DistributedDataParallel's keyword that stops it synchronising buffers at each forward:
+    torch 2.13 names it ``forward_sync_buffers``, earlier versions ``broadcast_buffers``."""
+    import inspect
+
+    name = ("forward_sync_buffers" if "forward_sync_buffers" in inspect.signature(ddp).parameters
+            else "broadcast_buffers")
+    return {name: False}

@@ -199,8 +199,11 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: preset="best", keeps the embedding only when it wins beyond the validation noise; net 5 and
 #: separate-net 4: the default preset is that choice, "best" adds best_epoch="auto", the
 #: previous default is preset="balanced"; gbm 5: max_features=0.3 and n_iter_no_change=50;
-#: net 6 and separate-net 5: patience=30)
-DEFAULTS_VERSION = {"net": 6, "separate-net": 5, "gbm": 5, "realmlp": 2, "tabm": 2}
+#: net 6 and separate-net 5: patience=30; net 7: the default preset adds best_epoch="auto",
+#: whose per-task epochs no longer extend training, "best" is the default with patience=50;
+#: separate-net stays 5: one task per net, so its per-task epoch is the joint one, the same
+#: predictions)
+DEFAULTS_VERSION = {"net": 7, "separate-net": 5, "gbm": 5, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:

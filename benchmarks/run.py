@@ -344,7 +344,7 @@ def default_section(quick: bool, reps: int, add: Any, med: Any) -> None:
     add("default: fit seconds", f"{fit_s:.2f} s ({fit_s / med(lgbm, 'seconds'):.1f}x {lgbm[0]['name']} per task: "
         f"{med(lgbm, 'seconds'):.2f} s, MAE {med(lgbm, 'mae'):.3f}, acc {med(lgbm, 'accuracy'):.3f})",
         "<= 2 s", fit_s <= 2)
-    # the previous default (one training, no embedding choice), in the same run
+    # an earlier default (one training, no embedding choice), in the same run
     bal = [isolated(fit_polyhead, 1, seed=s, preset="balanced")[0] for s in seeds]
     bal_s = statistics.mean(r["seconds"] for r in bal)
     add("default: fit seconds, preset='balanced' (the previous default)",

@@ -330,7 +330,7 @@ def test_auto_batch_size_scales_with_rows(mixed):
 
 
 def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
-    """A preset sets n_ensemble, numeric, the embedding and best_epoch where they are None; an explicit value
+    """A preset sets n_ensemble, numeric, the embedding, best_epoch and patience where they are None; an explicit value
     always wins; get_params keeps what the user gave (scikit-learn's contract)."""
     from polyhead.models.presets import PRESETS
 
@@ -339,14 +339,15 @@ def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
         model = net(tasks=MIXED_TASKS, max_epochs=3, preset=preset).fit(X, y)
         assert model.n_ensemble_ == values["n_ensemble"] and model.numeric_ == values["numeric"]
         assert model._best_epoch_mode == values["best_epoch"]
-        assert model.n_bins_ == values["n_bins"]
+        assert model.n_bins_ == values["n_bins"] and model.patience_ == values["patience"]
         assert (model.embedding_scores_ != {}) == (values["numeric_embedding"] == "auto")
         assert model.get_params()["n_ensemble"] is None
         assert {c["transform"] for c in model.features_.columns_ if c["type"] == "numeric"} <= {
             values["numeric"], "standard"}
     chosen = net(tasks=MIXED_TASKS, max_epochs=3, preset="best", n_ensemble=2,
-                 numeric="robust").fit(X, y)
-    assert chosen.n_ensemble_ == 2 and chosen.numeric_ == "robust"
+                 numeric="robust", patience=7).fit(X, y)
+    assert chosen.n_ensemble_ == 2 and chosen.numeric_ == "robust" and chosen.patience_ == 7
+    assert chosen.get_params()["patience"] == 7
     assert chosen._member_outputs(X)["amount"].shape[0] == 2
     chosen.save(tmp_path / "m")
     again = polyhead.load(tmp_path / "m")

@@ -151,6 +151,19 @@ def test_per_task_best_epochs_keep_only_the_snapshots_tasks_need(tmp_path):
         assert not model.predict(X).equals(joint.predict(X))
 
 
+def test_per_task_best_epochs_stop_when_the_joint_loss_stops_improving():
+    """Only the total validation loss resets the patience: tracking each task's own best
+    epoch trains exactly the epochs a joint fit trains, and looks among them."""
+    X, y = make_mixed(300)
+    kw = {**FAST, "max_epochs": 200, "patience": 3, "lr": 0.03}
+    joint = MultiTaskNet(tasks=MIXED_TASKS, **kw).fit(X, y)
+    per_task = MultiTaskNet(tasks=MIXED_TASKS, best_epoch="per_task", **kw).fit(X, y)
+    assert joint.n_iter_ < 200                                          # it stopped early
+    assert per_task.n_iter_ == joint.n_iter_ == joint.best_epoch_ + 3
+    assert per_task.best_epoch_ == joint.best_epoch_
+    assert max(per_task.task_best_epochs_.values()) <= per_task.n_iter_
+
+
 def test_weighting_strategies_adapt_their_weights():
     from polyhead.nn.weighting import DWA, FAMO
 

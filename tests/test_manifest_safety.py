@@ -212,3 +212,16 @@ def test_truncated_manifests_are_model_file_errors(tmp_path_factory, share):
     (target / MANIFEST).write_text(text[: int(len(text) * share)])
     with pytest.raises(ModelFileError):
         polyhead.load(target)
+
+
+def test_patience_missing_from_an_older_file_is_the_presets_and_a_bad_one_is_refused(models, tmp_path):
+    root, X = models
+    older = _copy(root / "net", tmp_path / "older")
+    _edit(older, lambda m: m["training"].pop("patience"))
+    loaded = polyhead.load(older)
+    assert loaded.patience_ == 30 and loaded.predict(X).shape[0] == len(X)
+    for bad in ("30", 0, True, 2.5):
+        path = _copy(root / "net", tmp_path / f"bad{bad!s}")
+        _edit(path, lambda m, bad=bad: m["training"].__setitem__("patience", bad))
+        with pytest.raises(ModelFileError, match="patience"):
+            polyhead.load(path)

@@ -351,7 +351,7 @@ def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
     assert chosen._member_outputs(X)["amount"].shape[0] == 2
     chosen.save(tmp_path / "m")
     again = polyhead.load(tmp_path / "m")
-    assert again.n_ensemble_ == 2 and again.numeric_ == "robust"
+    assert again.n_ensemble_ == 2 and again.numeric_ == "robust" and again.patience_ == 7
     pd.testing.assert_frame_equal(again.predict(X), chosen.predict(X))
     with pytest.raises(polyhead.PolyheadError, match="preset"):
         net(tasks=MIXED_TASKS, preset="fastest").fit(X, y)

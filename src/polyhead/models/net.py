@@ -927,6 +927,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 "summary": str(self.module_),
             },
             "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed,
+                         "patience": int(self.patience_),
                          "task_best_epochs": self.task_best_epochs_,
                          "embedding_scores": dict(getattr(self, "embedding_scores_", {})),
                          "world_size": int(getattr(self, "world_size_", 1)),
@@ -1050,6 +1051,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         training = manifest.get("training", {})
         self.n_iter_ = int(training.get("n_iter", 0))
         self.best_epoch_ = int(training.get("best_epoch", 0))
+        patience = training.get("patience")  # files before it was kept: the preset's
+        if patience is None:
+            patience = presets.resolve(self.preset, {"patience": self.patience})["patience"]
+        elif isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
+            raise ModelFileError(f"invalid training: patience {patience!r}")
+        self.patience_ = int(patience)
         self._seed = training.get("seed")
         self.world_size_ = int(training.get("world_size", 1))
         self.streamed_ = bool(training.get("streamed", False))

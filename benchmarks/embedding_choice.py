@@ -8,7 +8,12 @@ seed, same ``validation_fraction``), the one ``numeric_embedding="auto"`` choose
 the embedded fit only when its validation loss is lower by more than one standard error of the
 paired per-block difference; ``z>T``: the same rule with the gain's mean over its standard
 error above T instead of 1), and the better of the two on the test rows (an oracle, the most
-the choice could give). Every split's result is written to benchmarks/results/embedding_choice.json. Errors as in ``quality.py``, divided by per-target LightGBM's from
+the choice could give). ``average``: the mean of the two fits' test predictions (probabilities
+for class tasks), one ensemble of both; ``choose3``: the chosen fit, or the average where its
+validation loss is lower beyond the noise (the same paired rule, on per-row losses computed
+here from the predictions: squared error over the training variance, log loss; an estimate of
+what a three-way choice inside the net would do); ``oracle3``: the best of the three on the
+test rows. Every split's result is written to benchmarks/results/embedding_choice.json. Errors as in ``quality.py``, divided by per-target LightGBM's from
 ``quality.py``'s cache where it has them (run ``quality.py --models lightgbm`` first).
 
     python benchmarks/embedding_choice.py [--sets scene,enb] [--jobs 2]
@@ -44,11 +49,13 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     data = datasets.load(set_name)
     train, test = data.splits[split]
     out: dict[str, Any] = {"set": set_name, "split": split}
-    models = {}
+    models, tests, valids = {}, {}, {}
     for name, spec in CANDIDATES.items():
         model = models[name] = quality.make_model(spec, seed=split)
         model._score_blocks = _CHOICE_BLOCKS  # what numeric_embedding="auto" decides on
-        outputs, seconds = quality.fit_outputs(model, data, train, test)
+        outputs, seconds = tests[name] = quality.fit_outputs(model, data, train, test)
+        X_valid = data.X.iloc[train].iloc[model.validation_indices_]
+        valids[name] = model._predict_outputs(model._check_X(X_valid, fit=False))
         errors = quality.task_errors(data, train, test, outputs)
         out[name] = float(np.nanmean(list(errors.values())))
         out[f"{name}_valid"] = min(h["valid_loss"] for h in model.history_)
@@ -70,7 +77,59 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     lower = min(CANDIDATES, key=lambda n: out[f"{n}_valid"])
     out["lower_total"] = out[lower]
     out["oracle"] = min(out[n] for n in CANDIDATES)
+    # one ensemble of both fits, and a three-way choice on the validation rows
+    average = {k: (np.asarray(tests["plain"][0][k], float) + np.asarray(tests["ple8"][0][k], float)) / 2
+               for k in tests["plain"][0]}
+    out["average"] = float(np.nanmean(list(quality.task_errors(data, train, test, average).values())))
+    rows = models["plain"].validation_indices_
+    assert (rows == models["ple8"].validation_indices_).all()  # same seed, same split
+    y_valid = data.y.iloc[train].iloc[rows]
+    per_row = {name: row_losses(data, data.y.iloc[train], y_valid, valids[name]) for name in CANDIDATES}
+    per_row["average"] = row_losses(data, data.y.iloc[train], y_valid, {
+        k: (np.asarray(valids["plain"][k], float) + np.asarray(valids["ple8"][k], float)) / 2
+        for k in valids["plain"]})
+    blocks = {n: np.array([np.nanmean(part) for part in np.array_split(v, min(_CHOICE_BLOCKS, len(v)))])
+              for n, v in per_row.items()}
+    gain3 = blocks[chosen] - blocks["average"]
+    from polyhead.models.net import _beyond_noise
+
+    out["choose3_name"] = "average" if _beyond_noise(gain3[np.isfinite(gain3)]) else chosen
+    out["choose3"] = out[out["choose3_name"]]
+    out["oracle3"] = min(out["plain"], out["ple8"], out["average"])
     return out
+
+
+def row_losses(data: Any, y_train: Any, y_valid: Any, outputs: dict[str, Any]) -> Any:
+    """Each validation row's loss summed over tasks (NaN where a row has no label at all):
+    squared error over the training variance, log loss (binary, multiclass, each label)."""
+    import numpy as np
+
+    from polyhead.tasks import fit_task
+
+    total = np.zeros(len(y_valid))
+    seen = np.zeros(len(y_valid), dtype=bool)
+    for task in data.tasks:
+        state = fit_task(task, y_train)
+        out = np.asarray(outputs[task.name], dtype=float)
+        if state.kind == "regression":
+            truth = state.values(y_valid)
+            loss = (out - truth) ** 2 / np.nanvar(state.values(y_train))
+        elif state.kind == "multilabel":
+            truth = state.values(y_valid)
+            p = np.clip(out, 1e-7, 1 - 1e-7)
+            loss = np.nanmean(-(truth * np.log(p) + (1 - truth) * np.log(1 - p)), axis=1)
+        else:
+            codes = state.class_codes(state.column(y_valid))
+            if state.kind == "binary":
+                p = np.clip(out, 1e-7, 1 - 1e-7)
+                loss = -np.where(codes == 1, np.log(p), np.log(1 - p))
+            else:
+                loss = -np.log(np.clip(out[np.arange(len(codes)), np.maximum(codes, 0)], 1e-7, 1))
+            loss = np.where(codes == -1, np.nan, loss)
+        keep = np.isfinite(loss)
+        total[keep] += loss[keep]
+        seen |= keep
+    return np.where(seen, total, np.nan)
 
 
 def lightgbm_error(set_name: str, splits: int) -> float | None:
@@ -103,25 +162,27 @@ def main() -> None:
         results = list(pool.map(one, *zip(*jobs, strict=True)))
     out = HERE / "results" / "embedding_choice.json"  # kept in git, as quality.py's results
     quality.write_atomic(out, json.dumps(results, indent=0) + "\n")
-    columns = ["plain", "ple8", "lower_total", "chosen", *(f"z>{t}" for t in THRESHOLDS), "oracle"]
-    print("| set | " + " | ".join(columns) + " | chose ple8 | lightgbm |")
-    print("|---|" + "---|" * (len(columns) + 2))
+    columns = ["plain", "ple8", "lower_total", "chosen", *(f"z>{t}" for t in THRESHOLDS), "oracle",
+               "average", "choose3", "oracle3"]
+    print("| set | " + " | ".join(columns) + " | chose ple8 | chose average | lightgbm |")
+    print("|---|" + "---|" * (len(columns) + 3))
     ratios: dict[str, list[float]] = {c: [] for c in columns}
     for name in dict.fromkeys(r["set"] for r in results):
         rows = [r for r in results if r["set"] == name]
         means = {c: statistics.mean(r[c] for r in rows) for c in columns}
         lgbm = lightgbm_error(name, len(rows))
         picked = sum(r["chosen_name"] == "ple8" for r in rows)
+        averaged = sum(r["choose3_name"] == "average" for r in rows)
         print(f"| {name} | " + " | ".join(f"{means[c]:.4f}" for c in columns)
-              + f" | {picked}/{len(rows)} | {'' if lgbm is None else f'{lgbm:.4f}'} |")
+              + f" | {picked}/{len(rows)} | {averaged}/{len(rows)} | {'' if lgbm is None else f'{lgbm:.4f}'} |")
         if lgbm:
             for c in columns:
                 ratios[c].append(means[c] / lgbm)
     if any(ratios.values()):
         print("| error / lightgbm (geo. mean) | " + " | ".join(
-            f"{math.exp(statistics.mean(math.log(x) for x in ratios[c])):.3f}" for c in columns) + " | | |")
+            f"{math.exp(statistics.mean(math.log(x) for x in ratios[c])):.3f}" for c in columns) + " | | | |")
         print("| sets better than lightgbm | " + " | ".join(
-            f"{sum(x < 1 for x in ratios[c])}/{len(ratios[c])}" for c in columns) + " | | |")
+            f"{sum(x < 1 for x in ratios[c])}/{len(ratios[c])}" for c in columns) + " | | | |")
 
 
 if __name__ == "__main__":

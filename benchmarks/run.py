@@ -15,9 +15,10 @@ same run, medians of repeats, each measurement in a fresh process so its peak RS
    two processes spinning on the CPUs (goal: at most 2x slower); MultiTaskGBM against plain
    per-target LightGBM with equal settings (goal: at most 1.5x); the README compare example's
    wall-clock time.
-8. Side by side: the default fit on small quality-benchmark sets (split 0 of each, from
-   ../shared/data), its two numeric-embedding candidates one after another against side by
-   side on free CPUs (polyhead.parallel.side_by_side), and whether they chose alike.
+8. Side by side: the default fit on abalone's tutorial split and small quality-benchmark sets
+   (split 0 of each, from ../shared/data), its two numeric-embedding candidates one after
+   another against side by side on free CPUs (polyhead.parallel.side_by_side), and whether
+   they chose alike.
 
     python benchmarks/run.py [--quick] [--only tutorial,default,...,sidebyside]
 """
@@ -500,39 +501,49 @@ def busy_section(reps: int, add: Any, med: Any) -> None:
 
 
 # -- 8. side by side ----------------------------------------------------------------------------
-SIDE_BY_SIDE_SETS = ("enb", "edm", "jura", "slump", "student_performance", "wine_quality")
+SIDE_BY_SIDE_SETS = ("abalone", "enb", "edm", "jura", "slump", "student_performance", "wine_quality")
+
+
+def _side_by_side_data(set_name: str) -> Any:
+    """(X_train, y_train, X_test, tasks): abalone's tutorial split, or split 0 of a
+    quality-benchmark set (None where ../shared/data lacks it)."""
+    if set_name == "abalone":
+        X_tr, X_te, y_tr, _ = _split()
+        return X_tr, y_tr, X_te, TASKS
+    import datasets
+
+    data = datasets.load(set_name)
+    if data is None:
+        return None
+    train, test = data.splits[0]
+    return data.X.iloc[train], data.y.iloc[train], data.X.iloc[test], data.tasks
 
 
 def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
-    """The default net on split 0 of a quality-benchmark set; ``side_by_side=False`` trains the
-    numeric-embedding candidates one after another whatever CPUs are free."""
-    import datasets
+    """The default net on abalone or split 0 of a quality-benchmark set; ``side_by_side=False``
+    trains the numeric-embedding candidates one after another whatever CPUs are free."""
     import numpy as np
 
     from polyhead import MultiTaskNet, parallel
 
     if not side_by_side:
         parallel.side_by_side = lambda n: 1
-    data = datasets.load(set_name)
-    train, test = data.splits[0]
-    X, y = data.X.iloc[train], data.y.iloc[train]
-    MultiTaskNet(tasks=data.tasks, max_epochs=1).fit(X, y)  # warm-up
+    X, y, X_test, tasks = _side_by_side_data(set_name)
+    MultiTaskNet(tasks=tasks, max_epochs=1).fit(X, y)  # warm-up
     start = time.perf_counter()
-    model = MultiTaskNet(tasks=data.tasks, random_state=0).fit(X, y)
+    model = MultiTaskNet(tasks=tasks, random_state=0).fit(X, y)
     seconds = time.perf_counter() - start
-    pred = model.predict(data.X.iloc[test]).select_dtypes("number").to_numpy(dtype=float)
+    pred = model.predict(X_test).select_dtypes("number").to_numpy(dtype=float)
     workers = model._candidate_workers(X, y, None, 2)
     return {"seconds": seconds, "choice": str(model.numeric_embedding_),
             "sum": float(np.nansum(pred)), "workers": workers}
 
 
 def side_by_side_section(reps: int, add: Any, med: Any) -> None:
-    import datasets
-
     print("8. side by side", file=sys.stderr)
     ratios = []
     for name in SIDE_BY_SIDE_SETS:
-        if datasets.load(name) is None:
+        if _side_by_side_data(name) is None:
             continue
         # alternating, five of each at least: the fits take a fraction of a second
         apart, together = [], []

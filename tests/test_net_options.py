@@ -303,6 +303,13 @@ def test_auto_embedding_candidates_side_by_side_fit_as_one_after_another(monkeyp
         net = MultiTaskNet(tasks=MIXED_TASKS, **{**kw, **params})
         net.n_ensemble_, net.numeric_ = 8, "clipped"
         assert net._candidate_workers(X, y, None, 2) == workers
+    # the step size that decides: below SIDE_BY_SIDE_WORK side by side (above SMALL_WORK too:
+    # such a fit would take two threads on its own, and gains less from them), else one at a time
+    for work, workers in ((parallel.SMALL_WORK * 2, 2), (parallel.SIDE_BY_SIDE_WORK, 1)):
+        monkeypatch.setattr(MultiTaskNet, "_step_work", lambda self, rows, w=work: w)
+        net = MultiTaskNet(tasks=MIXED_TASKS, **kw)
+        net.n_ensemble_, net.numeric_ = 8, "clipped"
+        assert net._candidate_workers(X, y, None, 2) == (workers if dropout == 0 else 1)
     assert fitted[1].embedding_scores_ == fitted[2].embedding_scores_
     assert fitted[1].numeric_embedding_ == fitted[2].numeric_embedding_
     pd.testing.assert_frame_equal(fitted[1].predict(X), fitted[2].predict(X))

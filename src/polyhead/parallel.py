@@ -37,6 +37,12 @@ T = TypeVar("T")
 
 #: Multiply-adds per network step below which one thread is faster than two.
 SMALL_WORK = 2_000_000
+#: Multiply-adds per step below which two single-threaded fits side by side finish sooner than
+#: the same fits one after another on every CPU (the default net's two embedding candidates).
+#: Measured on 2 CPUs, the default fit side by side against one after another: 0.70x at 2.8M
+#: (2,000 rows x 16 columns), 0.96x at 5.2M, 0.80x at 6.7M (abalone), and 1.09x, 1.37x, 1.46x
+#: and 1.16x at 10.7M, 11.8M, 13.1M and 17.0M, where two threads already speed up one fit.
+SIDE_BY_SIDE_WORK = 8_000_000
 #: Rows below which a tree model is fitted with one thread.
 SMALL_ROWS = 20_000
 

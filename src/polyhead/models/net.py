@@ -447,10 +447,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def _candidate_workers(self, X: Any, y: Any, sample_weight: Any, n: int) -> int:
         """How many of ``numeric_embedding="auto"``'s candidate fits run at once: side by side
-        on free CPUs, one thread each (:func:`polyhead.parallel.side_by_side`), where each
-        would train on one thread anyway (small steps, :func:`polyhead.parallel.net_threads`:
-        larger steps already use every CPU, and the candidates' unequal lengths would leave
-        one idle), where they give the same result as one after another (no dropout, whose
+        on free CPUs, one thread each (:func:`polyhead.parallel.side_by_side`), where a step
+        is small enough that two threads on one fit gain less than two fits side by side
+        (``parallel.SIDE_BY_SIDE_WORK``; larger steps already use every CPU well, and the
+        candidates' unequal lengths would leave one idle), where they give the same result
+        as one after another (no dropout, whose
         draws would interleave; the CPU; threads left to the policy), and where two copies of
         the data are small. The initialisation and the shuffles are seeded alike either way."""
         import torch
@@ -470,7 +471,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                  embed_above=self.embed_above).fit(Xf)
         probe.n_ensemble_, probe._n_inputs = self.n_ensemble_, encoder.n_outputs_
         n_train = len(Xf) - math.floor(len(Xf) * self.validation_fraction)
-        if probe._step_work(probe._batch_size(n_train)) >= parallel.SMALL_WORK:
+        if probe._step_work(probe._batch_size(n_train)) >= parallel.SIDE_BY_SIDE_WORK:
             return 1
         return workers
 

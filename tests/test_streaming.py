@@ -421,12 +421,25 @@ def test_streaming_refuses_the_auto_embedding_in_one_line(folder: Path) -> None:
         net.fit(ParquetSource(folder))
 
 
-def test_streaming_with_auto_best_epochs_predicts_every_task_from_the_joint_epoch(folder: Path) -> None:
-    """best_epoch="auto" has no paired check over streamed chunks: every task goes back to the
-    joint epoch, and no snapshot is kept (per_task, on the same stream, keeps its own epochs)."""
+def test_streaming_with_auto_best_epochs_predicts_every_task_from_the_joint_epoch(
+        folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """best_epoch="auto" has no paired check over streamed chunks: every task takes the joint
+    epoch, and no per-task snapshot is taken while training, let alone kept (per_task, on the
+    same stream, keeps its own epochs)."""
+    from polyhead.models import net as net_module
+
+    tracked = []
+
+    class Recording(net_module._BestEpochs):
+        def __init__(self, names: list[str], per_task: bool) -> None:
+            tracked.append(per_task)
+            super().__init__(names, per_task)
+
+    monkeypatch.setattr(net_module, "_BestEpochs", Recording)
     kw = {**FAST, "max_epochs": 12}
     auto = polyhead.MultiTaskNet(TASKS, best_epoch="auto", **kw).fit(ParquetSource(folder, buffer_rows=64))
     assert set(auto.task_best_epochs_.values()) == {auto.best_epoch_} and not auto._snapshots
+    assert tracked == [False]
     per_task = polyhead.MultiTaskNet(TASKS, best_epoch="per_task", **kw).fit(ParquetSource(folder, buffer_rows=64))
     assert per_task.n_iter_ == auto.n_iter_ and per_task.best_epoch_ == auto.best_epoch_
 

@@ -242,10 +242,9 @@ def fit_source(net: Any, source: ParquetSource) -> None:
 
                 forward = DistributedDataParallel(net.module_,
                                                   **_no_buffer_sync(DistributedDataParallel))
+            if net._best_epoch_mode == "auto":  # no paired check over streamed chunks: every
+                net._best_epoch_mode = "joint"  # task takes the joint epoch, no snapshots kept
             net.train_epochs(train, valid if has_valid else None, forward=forward)
-            if net._best_epoch_mode == "auto":  # no paired check over streamed chunks: joint
-                net.task_best_epochs_ = {name: net.best_epoch_ for name in net.task_best_epochs_}
-                net._snapshots = {}
         for p in net.module_.parameters():  # no gradient buffers kept with the model
             p.grad = None
     finally:

@@ -43,7 +43,7 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     import numpy as np
     import quality
 
-    from polyhead.models.net import _CHOICE_BLOCKS, _embedding_wins
+    from polyhead.models.net import _CHOICE_BLOCKS, _beyond_noise, _embedding_wins
 
     quality._worker_init()
     data = datasets.load(set_name)
@@ -91,8 +91,6 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     blocks = {n: np.array([np.nanmean(part) for part in np.array_split(v, min(_CHOICE_BLOCKS, len(v)))])
               for n, v in per_row.items()}
     gain3 = blocks[chosen] - blocks["average"]
-    from polyhead.models.net import _beyond_noise
-
     out["choose3_name"] = "average" if _beyond_noise(gain3[np.isfinite(gain3)]) else chosen
     out["choose3"] = out[out["choose3_name"]]
     out["oracle3"] = min(out["plain"], out["ple8"], out["average"])

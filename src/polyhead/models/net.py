@@ -395,6 +395,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             if self.numeric_embedding_ == "auto":
                 raise PolyheadError("numeric_embedding='auto' is not available when streaming "
                                     "(it trains twice); choose 'ple', 'periodic' or 'none'")
+            if self._best_epoch_mode == "auto":  # no paired check over streamed chunks: every
+                self._best_epoch_mode = "joint"  # task takes the joint epoch, no snapshots
             from .net_streaming import fit_source
 
             fit_source(self, X)

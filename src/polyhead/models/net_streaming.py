@@ -242,8 +242,6 @@ def fit_source(net: Any, source: ParquetSource) -> None:
 
                 forward = DistributedDataParallel(net.module_,
                                                   **_no_buffer_sync(DistributedDataParallel))
-            if net._best_epoch_mode == "auto":  # no paired check over streamed chunks: every
-                net._best_epoch_mode = "joint"  # task takes the joint epoch, no snapshots kept
             net.train_epochs(train, valid if has_valid else None, forward=forward)
         for p in net.module_.parameters():  # no gradient buffers kept with the model
             p.grad = None

@@ -2,19 +2,25 @@
 
 On the quality benchmark's sets and splits, fits the net without an embedding (the
 "balanced" preset, so the candidate the default preset's choice starts from) and the same net
-with piecewise-linear embeddings (8 bins), and scores on the test rows: each alone, the one whose
+with piecewise-linear embeddings (8 bins), each with the default's eight members and as a
+one-member probe (what ``numeric_embedding="auto"`` decides on, ``PROBE_MEMBERS``), and scores
+the eight-member fits on the test rows: each alone; the one the default chooses (``chosen``:
+the embedded fit only when the embedded probe's validation loss is lower by more than
+``CHOICE_Z`` standard errors of the paired per-block difference); ``probe z>T``: the same rule
+at other thresholds; ``full z>1``: the rule on the eight-member fits themselves at one
+standard error (the default before the probes, at the cost of both full fits); the one whose
 best validation loss was lower (``lower_total``; both hold out the same validation rows: same
-seed, same ``validation_fraction``), the one ``numeric_embedding="auto"`` chooses (``chosen``:
-the embedded fit only when its validation loss is lower by more than one standard error of the
-paired per-block difference; ``z>T``: the same rule with the gain's mean over its standard
-error above T instead of 1), and the better of the two on the test rows (an oracle, the most
-the choice could give). ``average``: the mean of the two fits' test predictions (probabilities
-for class tasks), one ensemble of both; ``choose3``: the chosen fit, or the average where its
-validation loss is lower beyond the noise (the same paired rule, on per-row losses computed
-here from the predictions: squared error over the training variance, log loss; an estimate of
-what a three-way choice inside the net would do); ``oracle3``: the best of the three on the
-test rows. Every split's result is written to benchmarks/results/embedding_choice.json. Errors as in ``quality.py``, divided by per-target LightGBM's from
-``quality.py``'s cache where it has them (run ``quality.py --models lightgbm`` first).
+seed, same ``validation_fraction``); and the better of the two on the test rows (an oracle, the
+most the choice could give). ``average``: the mean of the two fits' test predictions
+(probabilities for class tasks), one ensemble of both; ``choose3``: the chosen fit, or the
+average where its validation loss is lower beyond the noise (the same paired rule, on per-row
+losses computed here from the predictions: squared error over the training variance, log loss;
+an estimate of what a three-way choice inside the net would do); ``oracle3``: the best of the
+three on the test rows. ``time``: the probes' and the chosen fit's seconds over both full fits'
+(one process each, single-threaded, as quality.py fits). Every split's result is written to
+benchmarks/results/embedding_choice.json. Errors as in ``quality.py``, divided by per-target
+LightGBM's from ``quality.py``'s cache where it has them (run ``quality.py --models lightgbm``
+first).
 
     python benchmarks/embedding_choice.py [--sets scene,enb] [--jobs 2]
 """
@@ -33,9 +39,22 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-#: thresholds on the paired gain's z (mean over standard error) reported next to the rule's 1
-THRESHOLDS = (0.0, 0.5, 1.5, 2.0)
+#: thresholds on the probes' paired gain's z (mean over standard error) reported next to the rule's
+THRESHOLDS = (0.5, 1.0, 2.0)
 CANDIDATES = {"plain": "net:numeric_embedding=none,n_bins=8", "ple8": "net:numeric_embedding=ple,n_bins=8"}
+
+
+def _gain_z(plain: Any, embedded: Any, scores: dict[str, float]) -> tuple[float, int]:
+    """The embedded fit's paired per-block validation gain over the plain one: its mean over
+    its standard error, and the number of blocks."""
+    import numpy as np
+
+    a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
+    gain = (np.asarray(a) - np.asarray(b) if a is not None and b is not None
+            else np.asarray([scores["none"] - scores["ple"]]))
+    if len(gain) > 1 and gain.std(ddof=1) > 0:
+        return float(gain.mean() / (gain.std(ddof=1) / math.sqrt(len(gain)))), len(gain)
+    return (math.inf if gain.mean() > 0 else -math.inf), len(gain)
 
 
 def one(set_name: str, split: int) -> dict[str, Any]:
@@ -43,13 +62,19 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     import numpy as np
     import quality
 
-    from polyhead.models.net import _CHOICE_BLOCKS, _beyond_noise, _embedding_wins
+    from polyhead.models.net import (
+        _CHOICE_BLOCKS,
+        CHOICE_Z,
+        PROBE_MEMBERS,
+        _beyond_noise,
+        _embedding_wins,
+    )
 
     quality._worker_init()
     data = datasets.load(set_name)
     train, test = data.splits[split]
     out: dict[str, Any] = {"set": set_name, "split": split}
-    models, tests, valids = {}, {}, {}
+    models, tests, valids, probes = {}, {}, {}, {}
     for name, spec in CANDIDATES.items():
         model = models[name] = quality.make_model(spec, seed=split)
         model._score_blocks = _CHOICE_BLOCKS  # what numeric_embedding="auto" decides on
@@ -58,22 +83,27 @@ def one(set_name: str, split: int) -> dict[str, Any]:
         valids[name] = model._predict_outputs(model._check_X(X_valid, fit=False))
         errors = quality.task_errors(data, train, test, outputs)
         out[name] = float(np.nanmean(list(errors.values())))
-        out[f"{name}_valid"] = min(h["valid_loss"] for h in model.history_)
+        out[f"{name}_valid"] = model._validation_score()
         out[f"{name}_s"] = seconds
-    # the rule of numeric_embedding="auto": the embedded fit only when better beyond the noise
-    scores = {"none": out["plain_valid"], "ple": out["ple8_valid"]}
-    chosen = "ple8" if _embedding_wins(models["plain"], models["ple8"], scores) else "plain"
+        probe = probes[name] = quality.make_model(f"{spec},n_ensemble={PROBE_MEMBERS}", seed=split)
+        probe._score_blocks = _CHOICE_BLOCKS
+        out[f"{name}_probe_s"] = quality.fit_outputs(probe, data, train, test)[1]
+        out[f"{name}_probe_valid"] = probe._validation_score()
+    # the default's rule: the embedding only when its probe wins beyond the noise
+    probe_scores = {"none": out["plain_probe_valid"], "ple": out["ple8_probe_valid"]}
+    chosen = "ple8" if _embedding_wins(probes["plain"], probes["ple8"], probe_scores, CHOICE_Z) else "plain"
     out["chosen"], out["chosen_name"] = out[chosen], chosen
-    # the same rule at other thresholds: the mean paired gain over its standard error (z)
-    a, b = getattr(models["plain"], "_valid_blocks", None), getattr(models["ple8"], "_valid_blocks", None)
-    gain = (np.asarray(a) - np.asarray(b) if a is not None and b is not None
-            else np.asarray([scores["none"] - scores["ple"]]))
-    z = (float(gain.mean() / (gain.std(ddof=1) / math.sqrt(len(gain))))
-         if len(gain) > 1 and gain.std(ddof=1) > 0 else (math.inf if gain.mean() > 0 else -math.inf))
-    out["gain_z"], out["blocks"] = z, len(gain)
+    out["time"] = ((out["plain_probe_s"] + out["ple8_probe_s"] + out[f"{chosen}_s"])
+                   / (out["plain_s"] + out["ple8_s"]))
+    z, out["blocks"] = _gain_z(probes["plain"], probes["ple8"], probe_scores)
+    out["probe_z"] = z
     for threshold in THRESHOLDS:
-        out[f"z>{threshold}"] = out["ple8" if z > threshold else "plain"]
-    # the rule before: the lower total validation loss
+        out[f"probe z>{threshold}"] = out["ple8" if z > threshold else "plain"]
+    # the rule on the full fits (the default before the probes)
+    scores = {"none": out["plain_valid"], "ple": out["ple8_valid"]}
+    full = "ple8" if _embedding_wins(models["plain"], models["ple8"], scores) else "plain"
+    out["full z>1"], out["full_name"] = out[full], full
+    out["gain_z"] = _gain_z(models["plain"], models["ple8"], scores)[0]
     lower = min(CANDIDATES, key=lambda n: out[f"{n}_valid"])
     out["lower_total"] = out[lower]
     out["oracle"] = min(out[n] for n in CANDIDATES)
@@ -83,6 +113,7 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     out["average"] = float(np.nanmean(list(quality.task_errors(data, train, test, average).values())))
     rows = models["plain"].validation_indices_
     assert (rows == models["ple8"].validation_indices_).all()  # same seed, same split
+    assert (rows == probes["plain"].validation_indices_).all()
     y_valid = data.y.iloc[train].iloc[rows]
     per_row = {name: row_losses(data, data.y.iloc[train], y_valid, valids[name]) for name in CANDIDATES}
     per_row["average"] = row_losses(data, data.y.iloc[train], y_valid, {
@@ -160,27 +191,32 @@ def main() -> None:
         results = list(pool.map(one, *zip(*jobs, strict=True)))
     out = HERE / "results" / "embedding_choice.json"  # kept in git, as quality.py's results
     quality.write_atomic(out, json.dumps(results, indent=0) + "\n")
-    columns = ["plain", "ple8", "lower_total", "chosen", *(f"z>{t}" for t in THRESHOLDS), "oracle",
-               "average", "choose3", "oracle3"]
-    print("| set | " + " | ".join(columns) + " | chose ple8 | chose average | lightgbm |")
-    print("|---|" + "---|" * (len(columns) + 3))
+    columns = ["plain", "ple8", "chosen", *(f"probe z>{t}" for t in THRESHOLDS), "full z>1",
+               "lower_total", "oracle", "average", "choose3", "oracle3"]
+    print("| set | " + " | ".join(columns) + " | chose ple8 | chose average | time | lightgbm |")
+    print("|---|" + "---|" * (len(columns) + 4))
     ratios: dict[str, list[float]] = {c: [] for c in columns}
+    times: dict[str, float] = {}
     for name in dict.fromkeys(r["set"] for r in results):
         rows = [r for r in results if r["set"] == name]
         means = {c: statistics.mean(r[c] for r in rows) for c in columns}
+        times[name] = statistics.mean(r["time"] for r in rows)
         lgbm = lightgbm_error(name, len(rows))
         picked = sum(r["chosen_name"] == "ple8" for r in rows)
         averaged = sum(r["choose3_name"] == "average" for r in rows)
         print(f"| {name} | " + " | ".join(f"{means[c]:.4f}" for c in columns)
-              + f" | {picked}/{len(rows)} | {averaged}/{len(rows)} | {'' if lgbm is None else f'{lgbm:.4f}'} |")
+              + f" | {picked}/{len(rows)} | {averaged}/{len(rows)} | {times[name]:.2f}"
+              + f" | {'' if lgbm is None else f'{lgbm:.4f}'} |")
         if lgbm:
             for c in columns:
                 ratios[c].append(means[c] / lgbm)
     if any(ratios.values()):
         print("| error / lightgbm (geo. mean) | " + " | ".join(
-            f"{math.exp(statistics.mean(math.log(x) for x in ratios[c])):.3f}" for c in columns) + " | | | |")
+            f"{math.exp(statistics.mean(math.log(x) for x in ratios[c])):.3f}" for c in columns) + " | | | | |")
         print("| sets better than lightgbm | " + " | ".join(
-            f"{sum(x < 1 for x in ratios[c])}/{len(ratios[c])}" for c in columns) + " | | | |")
+            f"{sum(x < 1 for x in ratios[c])}/{len(ratios[c])}" for c in columns) + " | | | | |")
+    print(f"time of the probes and the chosen fit over both full fits (geo. mean over sets): "
+          f"{math.exp(statistics.mean(math.log(t) for t in times.values())):.3f}")
 
 
 if __name__ == "__main__":

@@ -202,8 +202,9 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: net 6 and separate-net 5: patience=30; net 7: the default preset adds best_epoch="auto",
 #: whose per-task epochs no longer extend training, "best" is the default with patience=50;
 #: separate-net stays 5: one task per net, so its per-task epoch is the joint one, the same
-#: predictions)
-DEFAULTS_VERSION = {"net": 7, "separate-net": 5, "gbm": 5, "realmlp": 2, "tabm": 2}
+#: predictions; net 8 and separate-net 6: numeric_embedding="auto" decides on one-member
+#: probes at 1.5 standard errors, then trains the chosen inputs with every member)
+DEFAULTS_VERSION = {"net": 8, "separate-net": 6, "gbm": 5, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:

@@ -16,7 +16,7 @@ same run, medians of repeats, each measurement in a fresh process so its peak RS
    per-target LightGBM with equal settings (goal: at most 1.5x); the README compare example's
    wall-clock time.
 8. Side by side: the default fit on abalone's tutorial split and small quality-benchmark sets
-   (split 0 of each, from ../shared/data), its two numeric-embedding candidates one after
+   (split 0 of each, from ../shared/data), its two numeric-embedding probes one after
    another against side by side on free CPUs (polyhead.parallel.side_by_side), and whether
    they chose alike.
 
@@ -525,6 +525,7 @@ def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
     import numpy as np
 
     from polyhead import MultiTaskNet, parallel
+    from polyhead.models.net import PROBE_MEMBERS
 
     if not side_by_side:
         parallel.side_by_side = lambda n: 1
@@ -534,7 +535,7 @@ def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
     model = MultiTaskNet(tasks=tasks, random_state=0).fit(X, y)
     seconds = time.perf_counter() - start
     pred = model.predict(X_test).select_dtypes("number").to_numpy(dtype=float)
-    workers = model._candidate_workers(X, y, None, 2)
+    workers = model._candidate_workers(X, y, None, 2, PROBE_MEMBERS)
     return {"seconds": seconds, "choice": str(model.numeric_embedding_),
             "sum": float(np.nansum(pred)), "workers": workers}
 

@@ -3,6 +3,7 @@ loss weighting strategies. Behaviour only (shapes, masking, seeds, files), never
 
 from __future__ import annotations
 
+import math
 from types import SimpleNamespace
 
 import numpy as np
@@ -265,6 +266,42 @@ def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
     assert again.numeric_embedding_ == auto.numeric_embedding_
     assert again.embedding_scores_ == auto.embedding_scores_
     pd.testing.assert_frame_equal(again.predict(X), auto.predict(X))
+
+
+@pytest.mark.parametrize("forced", ["none", "ple"])
+def test_auto_embedding_decides_on_one_member_probes_then_trains_every_member(monkeypatch, forced):
+    """With more members than a probe has, numeric_embedding="auto" fits the two candidates
+    with PROBE_MEMBERS members each, decides on their validation losses, then trains the chosen
+    inputs with every member: that fit, bit for bit, as if the choice had been given."""
+    from polyhead.models import net as net_module
+
+    X, y = make_mixed(240, missing=0.1)
+    kw = {**FAST, "n_bins": 6, "n_ensemble": 3}
+    fits: list[tuple[object, int]] = []
+    fit_loop = MultiTaskNet.fit_loop
+
+    def recording(self, *args):
+        fits.append((self.numeric_embedding_, self.n_ensemble_))
+        return fit_loop(self, *args)
+
+    monkeypatch.setattr(MultiTaskNet, "fit_loop", recording)
+    # a threshold no gain reaches, or one every gain passes: each choice once
+    monkeypatch.setattr(net_module, "CHOICE_Z", math.inf if forced == "none" else -math.inf)
+    auto = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **kw).fit(X, y)
+    probes = net_module.PROBE_MEMBERS
+    assert sorted(fits[:2], key=str) == sorted([(None, probes), ("ple", probes)], key=str)
+    assert fits[2:] == [(None if forced == "none" else "ple", 3)]
+    assert auto.n_ensemble_ == 3 and auto.numeric_embedding_ == (None if forced == "none" else "ple")
+    monkeypatch.setattr(MultiTaskNet, "fit_loop", fit_loop)
+    scores = {}
+    for candidate in ("none", "ple"):
+        probe = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding=candidate,
+                             **{**kw, "n_ensemble": probes}).fit(X, y)
+        scores[candidate] = probe._validation_score()
+    assert auto.embedding_scores_ == scores                    # the probes' losses
+    direct = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding=forced, **kw).fit(X, y)
+    pd.testing.assert_frame_equal(auto.predict(X), direct.predict(X))
+    assert auto.best_epoch_ == direct.best_epoch_ and auto.n_iter_ == direct.n_iter_
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])

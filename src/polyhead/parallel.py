@@ -17,7 +17,7 @@ busy processes, against 0.03 s with one. So:
    (via ``OMP_NUM_THREADS``), through :func:`single_threaded` (threadpoolctl caps BLAS and
    OpenMP; LightGBM and XGBoost get ``n_jobs=1``; torch ``set_num_threads(1)``).
 5. **Independent fits side by side, one thread each**, where one estimator makes several fits
-   of the same small data (``MultiTaskNet``'s numeric-embedding candidates): on as many CPUs
+   of the same small data (``MultiTaskNet``'s numeric-embedding probes): on as many CPUs
    as no other work is running on right now (:func:`side_by_side`), else one after another.
 
 ``n_jobs`` follows scikit-learn: None means 1 (or what the policy allows), -1 all CPUs this
@@ -38,7 +38,7 @@ T = TypeVar("T")
 #: Multiply-adds per network step below which one thread is faster than two.
 SMALL_WORK = 2_000_000
 #: Multiply-adds per step below which two single-threaded fits side by side finish sooner than
-#: the same fits one after another on every CPU (the default net's two embedding candidates).
+#: the same fits one after another on every CPU (the default net's two embedding probes).
 #: Measured on 2 CPUs, the default fit side by side against one after another: 0.70x at 2.8M
 #: (2,000 rows x 16 columns), 0.96x at 5.2M, 0.80x at 6.7M (abalone), and 1.09x, 1.37x, 1.46x
 #: and 1.16x at 10.7M, 11.8M, 13.1M and 17.0M, where two threads already speed up one fit.

@@ -95,21 +95,31 @@ SIDE_BY_SIDE_CELLS = 20_000_000
 _CHOICE_BLOCKS = 20
 
 
-def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float]) -> bool:
+#: members of each probe of ``numeric_embedding="auto"``: the two candidates train with this
+#: many members to decide, then the chosen one trains with the model's own (when it has more).
+#: One member decides as well as eight and costs far less (``benchmarks/embedding_choice.py``:
+#: 0.888 of per-target LightGBM's error against 0.885 deciding on the full fits, at 0.65 of the
+#: time; eight embedded members cost 10-20x one plain network on wide sets)
+PROBE_MEMBERS = 1
+#: standard errors by which the embedded probe's paired validation gain must exceed zero
+CHOICE_Z = 1.5
+
+
+def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float], z: float = 1.0) -> bool:
     """Whether the fit with embeddings replaces the plain one: its validation loss (of the
-    weights that predict each task) must be lower by more than one standard error of the
+    weights that predict each task) must be lower by more than ``z`` standard errors of the
     paired per-block difference (a few dozen validation rows otherwise pick the wrong one on
     noise). A split too small to pair compares the totals."""
     a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
     if a is None or b is None or len(a) < 2:
         return scores["ple"] < scores["none"]
-    return _beyond_noise(a - b)
+    return _beyond_noise(a - b, z)
 
 
-def _beyond_noise(gain: np.ndarray) -> bool:
+def _beyond_noise(gain: np.ndarray, z: float = 1.0) -> bool:
     """Whether paired per-block gains (losses before minus after) show a real improvement:
-    their mean exceeds one standard error (never with fewer than two blocks)."""
-    return bool(len(gain) > 1 and gain.mean() > gain.std(ddof=1) / math.sqrt(len(gain)))
+    their mean exceeds ``z`` standard errors (never with fewer than two blocks)."""
+    return bool(len(gain) > 1 and gain.mean() > z * gain.std(ddof=1) / math.sqrt(len(gain)))
 
 
 @register_estimator
@@ -143,14 +153,16 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     numeric_embedding : {None, "none", "ple", "periodic", "auto"}, default=None
         An embedding per numeric feature (those with more than two values): piecewise-linear
         on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`); "none": the scaled
-        values themselves. "auto" trains the network twice, without an embedding and with
-        piecewise-linear ones, on the same training and validation rows and seed, and keeps
-        the embedded one only when its validation loss is lower by more than one standard
-        error of the paired difference over 20 runs of validation rows, so a small split's
-        noise does not choose (3.5 times a plain fit's time on abalone, 2.23 s against 0.64 s;
-        less where the two train side by side on free CPUs, see
-        :func:`polyhead.parallel.side_by_side`; the losses are in
-        ``embedding_scores_``, the choice in ``numeric_embedding_``; given explicitly, it needs
+        values themselves. "auto" chooses between the two: it trains a probe of each, of
+        one member (``PROBE_MEMBERS``), without an embedding and with piecewise-linear ones,
+        on the same training and validation rows and seed, keeps the embedding only when the
+        embedded probe's validation loss is lower by more than 1.5 standard errors
+        (``CHOICE_Z``) of the paired difference over 20 runs of validation rows, so a small
+        split's noise does not choose, then trains the chosen inputs with every member, the
+        same fit as if they had been given (with ``n_ensemble=1`` the winning probe is the
+        model; the probes train side by side on free CPUs, see
+        :func:`polyhead.parallel.side_by_side`; their losses are in ``embedding_scores_``,
+        the choice in ``numeric_embedding_``; given explicitly, it needs
         ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="default"`` and
         "best", "none" otherwise; the preset's "auto" trains once, plainly, where there is no
         validation split to choose on: ``validation_fraction=0``, ``early_stopping=False``
@@ -234,8 +246,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Fills in ``n_ensemble``, ``numeric``, ``numeric_embedding``, ``n_bins``,
         ``best_epoch`` and ``patience`` where they are None (:mod:`polyhead.models.presets`):
         "fast" one plain network, "balanced" 8 packed members (an earlier default, about
-        LightGBM's fit time), "default" those members trained twice to choose
-        piecewise-linear embeddings on the validation split, each task predicted by its own
+        LightGBM's fit time), "default" those members with plain inputs or piecewise-linear
+        embeddings, as one-member probes of each choose on the validation split, each task
+        predicted by its own
         best epoch where that wins beyond the noise, "best" the default with ``patience=50``. Chosen by
         ``benchmarks/quality.py``, with measured quality and fit time in the README.
 
@@ -254,7 +267,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     numeric_embedding_, n_bins_ : str or None, int
         The numeric embedding used (None: none; with "auto", the one chosen) and its bins.
     embedding_scores_ : dict of str to float
-        With ``numeric_embedding="auto"``: each candidate's validation loss ("none", "ple");
+        With ``numeric_embedding="auto"``: each probe's validation loss ("none", "ple");
         empty otherwise.
     best_epoch_ : int
         The epoch whose weights the module holds (the best total validation loss).
@@ -417,9 +430,11 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         return self
 
     def _fit_choosing_embedding(self, X: Any, y: Any, sample_weight: Any) -> MultiTaskNet:
-        """``numeric_embedding="auto"``: one fit without an embedding and one with
-        piecewise-linear embeddings, on the same rows, split and seed; the lower validation
-        loss wins and becomes this estimator's fitted state."""
+        """``numeric_embedding="auto"``: two probes, one without an embedding and one with
+        piecewise-linear embeddings, each of ``PROBE_MEMBERS`` members, on the same rows, split
+        and seed; the embedded one wins only when its validation loss is lower beyond the noise
+        (``CHOICE_Z``). The winner trains again with every member (or, with no more members than
+        a probe, is kept as it is) and becomes this estimator's fitted state."""
         from sklearn.base import clone
 
         if self.validation_fraction <= 0 or not self.early_stopping:
@@ -429,17 +444,23 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
+        members = min(self.n_ensemble_, PROBE_MEMBERS)
         fits, cancel = {}, threading.Event()
         for candidate in ("none", "ple"):
             fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
-                                                     n_bins=self.n_bins_)
+                                                     n_bins=self.n_bins_, n_ensemble=members)
             fits[candidate]._score_blocks = _CHOICE_BLOCKS
             fits[candidate]._cancel = cancel  # a failed or interrupted candidate stops both
         calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
-        parallel.run_side_by_side(calls, self._candidate_workers(X, y, sample_weight, len(calls)),
-                                  cancel)
+        workers = self._candidate_workers(X, y, sample_weight, len(calls), members)
+        parallel.run_side_by_side(calls, workers, cancel)
         scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
-        best = fits["ple" if _embedding_wins(fits["none"], fits["ple"], scores) else "none"]
+        choice = "ple" if _embedding_wins(fits["none"], fits["ple"], scores, CHOICE_Z) else "none"
+        best = fits[choice]
+        if members < self.n_ensemble_:  # the chosen inputs, every member: one fit
+            best = clone(self).set_params(numeric_embedding=choice, random_state=seed,
+                                          n_bins=self.n_bins_, n_ensemble=self.n_ensemble_)
+            best.fit(X, y, sample_weight)
         params = self.get_params(deep=False)
         self.__dict__.update({k: v for k, v in best.__dict__.items()
                               if k not in params
@@ -447,8 +468,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.embedding_scores_ = scores
         return self
 
-    def _candidate_workers(self, X: Any, y: Any, sample_weight: Any, n: int) -> int:
-        """How many of ``numeric_embedding="auto"``'s candidate fits run at once: side by side
+    def _candidate_workers(self, X: Any, y: Any, sample_weight: Any, n: int,
+                           members: int | None = None) -> int:
+        """How many of ``numeric_embedding="auto"``'s candidate fits (probes of ``members``
+        members each; None: the model's own) run at once: side by side
         on free CPUs, one thread each (:func:`polyhead.parallel.side_by_side`), where a step
         is small enough that two threads on one fit gain less than two fits side by side
         (``parallel.SIDE_BY_SIDE_WORK``; larger steps already use every CPU well, and the
@@ -471,7 +494,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         Xf, _ = probe._prepare_fit(X, y, sample_weight)
         encoder = FeatureEncoder(numeric=self.numeric_, max_categories=self.max_categories,
                                  embed_above=self.embed_above).fit(Xf)
-        probe.n_ensemble_, probe._n_inputs = self.n_ensemble_, encoder.n_outputs_
+        probe.n_ensemble_ = self.n_ensemble_ if members is None else members
+        probe._n_inputs = encoder.n_outputs_
         n_train = len(Xf) - math.floor(len(Xf) * self.validation_fraction)
         if probe._step_work(probe._batch_size(n_train)) >= parallel.SIDE_BY_SIDE_WORK:
             return 1

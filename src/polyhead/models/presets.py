@@ -20,12 +20,13 @@ PRESETS: dict[str, dict[str, Any]] = {
     # about LightGBM's fit time
     "balanced": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
                  "numeric_embedding": "none", "n_bins": 32, "patience": 30},
-    # the balanced members trained twice, with plain inputs and with piecewise-linear
-    # embeddings on 8 quantile bins: the embedded one predicts only when its validation loss
-    # is lower by more than the split's noise (see MultiTaskNet's numeric_embedding); where
-    # there is nothing to choose on (no validation split, streaming) it trains once, plainly.
+    # the balanced members, with plain inputs or with piecewise-linear embeddings on 8
+    # quantile bins: a one-member probe of each decides, the embedding only when its
+    # validation loss is lower by more than the split's noise, then the chosen inputs train
+    # with every member (see MultiTaskNet's numeric_embedding); where there is nothing to
+    # choose on (no validation split, streaming) it trains once, plainly.
     # Each task is predicted by its own best epoch where that beats the joint epoch beyond the
-    # split's noise (best_epoch="auto": the previous "best", now at the default's fit time)
+    # split's noise (best_epoch="auto")
     "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "auto",
                 "numeric_embedding": "auto", "n_bins": 8, "patience": 30},
     # the default, waiting 50 epochs without a lower validation loss instead of 30

@@ -302,6 +302,12 @@ def test_auto_embedding_decides_on_one_member_probes_then_trains_every_member(mo
     direct = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding=forced, **kw).fit(X, y)
     pd.testing.assert_frame_equal(auto.predict(X), direct.predict(X))
     assert auto.best_epoch_ == direct.best_epoch_ and auto.n_iter_ == direct.n_iter_
+    # a progress report assigned on the instance (as the CLI does) follows the final fit
+    reported: list[int] = []
+    watched = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **kw)
+    watched.on_epoch_end = lambda record, improved: reported.append(record["epoch"])
+    watched.fit(X, y)
+    assert reported == [h["epoch"] for h in watched.history_] and reported
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])

@@ -460,11 +460,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         if members < self.n_ensemble_:  # the chosen inputs, every member: one fit
             best = clone(self).set_params(numeric_embedding=choice, random_state=seed,
                                           n_bins=self.n_bins_, n_ensemble=self.n_ensemble_)
+            if "on_epoch_end" in self.__dict__:  # a progress report on this instance (the CLI's)
+                best.on_epoch_end = self.on_epoch_end
             best.fit(X, y, sample_weight)
         params = self.get_params(deep=False)
         self.__dict__.update({k: v for k, v in best.__dict__.items()
                               if k not in params
-                              and k not in ("_score_blocks", "_valid_blocks", "_cancel")})
+                              and k not in ("_score_blocks", "_valid_blocks", "_cancel", "on_epoch_end")})
         self.embedding_scores_ = scores
         return self
 

@@ -3,7 +3,8 @@
 On the quality benchmark's sets and splits, fits the net without an embedding (the
 "balanced" preset, so the candidate the default preset's choice starts from) and the same net
 with piecewise-linear embeddings (8 bins), each with the default's eight members and as a
-one-member probe (what ``numeric_embedding="auto"`` decides on, ``PROBE_MEMBERS``), and scores
+one-member probe (what the default preset's ``numeric_embedding="auto"`` decides on,
+``probe_members=1``), and scores
 the eight-member fits on the test rows: each alone; the one the default chooses (``chosen``:
 the embedded fit only when the embedded probe's validation loss is lower by more than
 ``CHOICE_Z`` standard errors of the paired per-block difference); ``probe z>T``: the same rule
@@ -62,13 +63,10 @@ def one(set_name: str, split: int) -> dict[str, Any]:
     import numpy as np
     import quality
 
-    from polyhead.models.net import (
-        _CHOICE_BLOCKS,
-        CHOICE_Z,
-        PROBE_MEMBERS,
-        _beyond_noise,
-        _embedding_wins,
-    )
+    from polyhead.models.net import _CHOICE_BLOCKS, _beyond_noise, _choice_z, _embedding_wins
+    from polyhead.models.presets import PRESETS
+
+    members = PRESETS["default"]["probe_members"]
 
     quality._worker_init()
     data = datasets.load(set_name)
@@ -85,13 +83,13 @@ def one(set_name: str, split: int) -> dict[str, Any]:
         out[name] = float(np.nanmean(list(errors.values())))
         out[f"{name}_valid"] = model._validation_score()
         out[f"{name}_s"] = seconds
-        probe = probes[name] = quality.make_model(f"{spec},n_ensemble={PROBE_MEMBERS}", seed=split)
+        probe = probes[name] = quality.make_model(f"{spec},n_ensemble={members}", seed=split)
         probe._score_blocks = _CHOICE_BLOCKS
         out[f"{name}_probe_s"] = quality.fit_outputs(probe, data, train, test)[1]
         out[f"{name}_probe_valid"] = probe._validation_score()
     # the default's rule: the embedding only when its probe wins beyond the noise
     probe_scores = {"none": out["plain_probe_valid"], "ple": out["ple8_probe_valid"]}
-    chosen = "ple8" if _embedding_wins(probes["plain"], probes["ple8"], probe_scores, CHOICE_Z) else "plain"
+    chosen = "ple8" if _embedding_wins(probes["plain"], probes["ple8"], probe_scores, _choice_z(members)) else "plain"
     out["chosen"], out["chosen_name"] = out[chosen], chosen
     out["time"] = ((out["plain_probe_s"] + out["ple8_probe_s"] + out[f"{chosen}_s"])
                    / (out["plain_s"] + out["ple8_s"]))

@@ -525,7 +525,6 @@ def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
     import numpy as np
 
     from polyhead import MultiTaskNet, parallel
-    from polyhead.models.net import PROBE_MEMBERS
 
     if not side_by_side:
         parallel.side_by_side = lambda n: 1
@@ -535,7 +534,7 @@ def fit_default_on(set_name: str, side_by_side: bool) -> dict[str, Any]:
     model = MultiTaskNet(tasks=tasks, random_state=0).fit(X, y)
     seconds = time.perf_counter() - start
     pred = model.predict(X_test).select_dtypes("number").to_numpy(dtype=float)
-    workers = model._candidate_workers(X, y, None, 2, PROBE_MEMBERS)
+    workers = model._candidate_workers(X, y, None, 2, model.probe_members_)
     return {"seconds": seconds, "choice": str(model.numeric_embedding_),
             "sum": float(np.nansum(pred)), "workers": workers}
 

@@ -237,6 +237,8 @@ def test_beyond_noise_needs_a_mean_gain_above_one_standard_error():
     assert not _beyond_noise(np.array([0.6, -0.5, 0.5, -0.4, 0.4, -0.5, 0.5, -0.45]))
     assert not _beyond_noise(np.array([-0.05, -0.05, -0.05]))
     assert not _beyond_noise(np.array([1.0]))           # one block cannot pair
+    gain = np.array([0.3, -0.1, 0.2, 0.0, 0.25, -0.05])   # mean 0.1, about 1.4 standard errors
+    assert _beyond_noise(gain) and _beyond_noise(gain, 1.2) and not _beyond_noise(gain, 1.5)
 
 
 def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_path):
@@ -271,8 +273,9 @@ def test_auto_embedding_keeps_the_candidate_with_the_lower_validation_loss(tmp_p
 @pytest.mark.parametrize("forced", ["none", "ple"])
 def test_auto_embedding_decides_on_one_member_probes_then_trains_every_member(monkeypatch, forced):
     """With more members than a probe has, numeric_embedding="auto" fits the two candidates
-    with PROBE_MEMBERS members each, decides on their validation losses, then trains the chosen
-    inputs with every member: that fit, bit for bit, as if the choice had been given."""
+    with probe_members members each (the preset's: 1), decides on their validation losses, then
+    trains the chosen inputs with every member: that fit, bit for bit, as if the choice had been
+    given. With probes as large as the ensemble ("best"), the winning probe is the model."""
     from polyhead.models import net as net_module
 
     X, y = make_mixed(240, missing=0.1)
@@ -286,9 +289,11 @@ def test_auto_embedding_decides_on_one_member_probes_then_trains_every_member(mo
 
     monkeypatch.setattr(MultiTaskNet, "fit_loop", recording)
     # a threshold no gain reaches, or one every gain passes: each choice once
-    monkeypatch.setattr(net_module, "CHOICE_Z", math.inf if forced == "none" else -math.inf)
+    threshold = math.inf if forced == "none" else -math.inf
+    monkeypatch.setattr(net_module, "_choice_z", lambda members: threshold)
     auto = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", **kw).fit(X, y)
-    probes = net_module.PROBE_MEMBERS
+    probes = auto.probe_members_
+    assert probes == 1
     assert sorted(fits[:2], key=str) == sorted([(None, probes), ("ple", probes)], key=str)
     assert fits[2:] == [(None if forced == "none" else "ple", 3)]
     assert auto.n_ensemble_ == 3 and auto.numeric_embedding_ == (None if forced == "none" else "ple")
@@ -308,6 +313,13 @@ def test_auto_embedding_decides_on_one_member_probes_then_trains_every_member(mo
     watched.on_epoch_end = lambda record, improved: reported.append(record["epoch"])
     watched.fit(X, y)
     assert reported == [h["epoch"] for h in watched.history_] and reported
+    # probes of every member: the two candidates are the full fits, the winner is kept
+    fits.clear()
+    monkeypatch.setattr(MultiTaskNet, "fit_loop", recording)
+    full = MultiTaskNet(tasks=MIXED_TASKS, numeric_embedding="auto", probe_members=3, **kw).fit(X, y)
+    assert sorted(fits, key=str) == sorted([(None, 3), ("ple", 3)], key=str)
+    assert full.probe_members_ == 3 and full.numeric_embedding_ == auto.numeric_embedding_
+    pd.testing.assert_frame_equal(full.predict(X), direct.predict(X))
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.2])

@@ -95,14 +95,17 @@ SIDE_BY_SIDE_CELLS = 20_000_000
 _CHOICE_BLOCKS = 20
 
 
-#: members of each probe of ``numeric_embedding="auto"``: the two candidates train with this
-#: many members to decide, then the chosen one trains with the model's own (when it has more).
-#: One member decides as well as eight and costs far less (``benchmarks/embedding_choice.py``:
-#: 0.888 of per-target LightGBM's error against 0.885 deciding on the full fits, at 0.65 of the
-#: time; eight embedded members cost 10-20x one plain network on wide sets)
-PROBE_MEMBERS = 1
-#: standard errors by which the embedded probe's paired validation gain must exceed zero
+#: standard errors by which the embedded probe's paired validation gain must exceed zero, for
+#: one-member probes (``probe_members=1``, the default preset's); probes of several members are
+#: less noisy and decide at one standard error, as the full fits did before probes
+#: (``benchmarks/embedding_choice.py``: one-member probes at 1.5 0.888 of per-target LightGBM's
+#: error and 17/19 sets, at 1.0 0.888 and 16/19; eight-member fits at 1.0 0.885, 16/19, at
+#: 1/0.644 of the time)
 CHOICE_Z = 1.5
+
+
+def _choice_z(members: int) -> float:
+    return CHOICE_Z if members == 1 else 1.0
 
 
 def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float], z: float = 1.0) -> bool:
@@ -154,19 +157,25 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         An embedding per numeric feature (those with more than two values): piecewise-linear
         on quantile bins, or periodic (see :mod:`polyhead.nn.inputs`); "none": the scaled
         values themselves. "auto" chooses between the two: it trains a probe of each, of
-        one member (``PROBE_MEMBERS``), without an embedding and with piecewise-linear ones,
-        on the same training and validation rows and seed, keeps the embedding only when the
+        ``probe_members`` members, without an embedding and with piecewise-linear ones, on
+        the same training and validation rows and seed, keeps the embedding only when the
         embedded probe's validation loss is lower by more than 1.5 standard errors
-        (``CHOICE_Z``) of the paired difference over 20 runs of validation rows, so a small
-        split's noise does not choose, then trains the chosen inputs with every member, the
-        same fit as if they had been given (with ``n_ensemble=1`` the winning probe is the
-        model; the probes train side by side on free CPUs, see
+        (``CHOICE_Z``; one for probes of several members) of the paired difference over 20
+        runs of validation rows, so a small split's noise does not choose, then trains the
+        chosen inputs with every member, the same fit as if they had been given (with no
+        more members than a probe, the winning probe is the model; the probes train side by side on free CPUs, see
         :func:`polyhead.parallel.side_by_side`; their losses are in ``embedding_scores_``,
         the choice in ``numeric_embedding_``; given explicitly, it needs
         ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="default"`` and
         "best", "none" otherwise; the preset's "auto" trains once, plainly, where there is no
         validation split to choose on: ``validation_fraction=0``, ``early_stopping=False``
         or streaming).
+    probe_members : int or None, default=None
+        Members of each probe of ``numeric_embedding="auto"`` (None: the preset's, 1, or 8 for
+        ``preset="best"``: its candidates are the full ensembles). One-member probes cost a
+        fraction of the full candidates (0.644 of their time over the 19 sets of
+        ``benchmarks/embedding_choice.py``, 0.22 on the wide ones) for 0.3% more error; the
+        value used is in ``probe_members_``.
     n_bins : int or None, default=None
         Quantile bins of the piecewise-linear embedding (None: the preset's, 8 for
         ``preset="default"`` and "best", 32 otherwise); the value used is in ``n_bins_``.
@@ -244,12 +253,13 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         rest share an "other" slot (see :mod:`polyhead.features`).
     preset : {"fast", "balanced", "default", "best"}, default="default"
         Fills in ``n_ensemble``, ``numeric``, ``numeric_embedding``, ``n_bins``,
-        ``best_epoch`` and ``patience`` where they are None (:mod:`polyhead.models.presets`):
-        "fast" one plain network, "balanced" 8 packed members (an earlier default, about
-        LightGBM's fit time), "default" those members with plain inputs or piecewise-linear
-        embeddings, as one-member probes of each choose on the validation split, each task
-        predicted by its own
-        best epoch where that wins beyond the noise, "best" the default with ``patience=50``. Chosen by
+        ``best_epoch``, ``patience`` and ``probe_members`` where they are None
+        (:mod:`polyhead.models.presets`): "fast" one plain network, "balanced" 8 packed
+        members (an earlier default, about LightGBM's fit time), "default" those members with
+        plain inputs or piecewise-linear embeddings, as one-member probes of each choose on the
+        validation split, each task predicted by its own best epoch where that wins beyond the
+        noise, "best" the default with ``patience=50``, choosing on both full candidates
+        (``probe_members=8``). Chosen by
         ``benchmarks/quality.py``, with measured quality and fit time in the README.
 
     Attributes
@@ -266,6 +276,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         The ensemble size and numeric transform used (given, or from the preset).
     numeric_embedding_, n_bins_ : str or None, int
         The numeric embedding used (None: none; with "auto", the one chosen) and its bins.
+    patience_, probe_members_ : int
+        The patience and the probes' members used (given, or from the preset).
     embedding_scores_ : dict of str to float
         With ``numeric_embedding="auto"``: each probe's validation loss ("none", "ple");
         empty otherwise.
@@ -304,6 +316,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "lr_schedule": [P.options("plateau", "cosine", "constant")],
         "early_stopping": [P.BOOL],
         "patience": [P.NONE, P.Interval(int, 1, None)],
+        "probe_members": [P.NONE, P.Interval(int, 1, None)],
         "validation_fraction": [P.Interval(float, 0, 1, "left")],
         "best_epoch": [P.NONE, P.options("joint", "per_task", "auto")],
         "n_ensemble": [P.NONE, P.Interval(int, 1, 4096)],
@@ -334,7 +347,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                  experts: int = 0, weighting: Any = "equal",
                  random_state: int | None = None, n_threads: int | None = None,
                  compile: bool = False, device: str = "cpu", verbose: int = 0,
-                 max_categories: int = 64, preset: str = "default") -> None:
+                 max_categories: int = 64, preset: str = "default",
+                 probe_members: int | None = None) -> None:
         self.tasks = tasks
         self.preset = preset
         self.hidden = hidden
@@ -353,6 +367,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.lr_schedule = lr_schedule
         self.early_stopping = early_stopping
         self.patience = patience
+        self.probe_members = probe_members
         self.validation_fraction = validation_fraction
         self.best_epoch = best_epoch
         self.n_ensemble = n_ensemble
@@ -385,7 +400,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         chosen = presets.resolve(self.preset, {
             "n_ensemble": self.n_ensemble, "numeric": self.numeric, "best_epoch": self.best_epoch,
             "numeric_embedding": self.numeric_embedding, "n_bins": self.n_bins,
-            "patience": self.patience})
+            "patience": self.patience, "probe_members": self.probe_members})
         self.n_ensemble_, self.numeric_ = int(chosen["n_ensemble"]), str(chosen["numeric"])
         self._best_epoch_mode = str(chosen["best_epoch"])
         embedding = chosen["numeric_embedding"]
@@ -397,6 +412,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             embedding = "none"  # the preset's choice needs a validation split: one plain fit
         self.numeric_embedding_ = None if embedding == "none" else str(embedding)
         self.n_bins_, self.patience_ = int(chosen["n_bins"]), int(chosen["patience"])
+        self.probe_members_ = int(chosen["probe_members"])
         self.embedding_scores_: dict[str, float] = {}
         if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
@@ -431,9 +447,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
 
     def _fit_choosing_embedding(self, X: Any, y: Any, sample_weight: Any) -> MultiTaskNet:
         """``numeric_embedding="auto"``: two probes, one without an embedding and one with
-        piecewise-linear embeddings, each of ``PROBE_MEMBERS`` members, on the same rows, split
+        piecewise-linear embeddings, each of ``probe_members_`` members, on the same rows, split
         and seed; the embedded one wins only when its validation loss is lower beyond the noise
-        (``CHOICE_Z``). The winner trains again with every member (or, with no more members than
+        (:func:`_choice_z`). The winner trains again with every member (or, with no more members than
         a probe, is kept as it is) and becomes this estimator's fitted state."""
         from sklearn.base import clone
 
@@ -444,7 +460,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         seed = self.random_state
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
-        members = min(self.n_ensemble_, PROBE_MEMBERS)
+        members = min(self.n_ensemble_, self.probe_members_)
         fits, cancel = {}, threading.Event()
         for candidate in ("none", "ple"):
             fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
@@ -455,7 +471,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         workers = self._candidate_workers(X, y, sample_weight, len(calls), members)
         parallel.run_side_by_side(calls, workers, cancel)
         scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
-        choice = "ple" if _embedding_wins(fits["none"], fits["ple"], scores, CHOICE_Z) else "none"
+        z = _choice_z(members)
+        choice = "ple" if _embedding_wins(fits["none"], fits["ple"], scores, z) else "none"
         best = fits[choice]
         if members < self.n_ensemble_:  # the chosen inputs, every member: one fit
             best = clone(self).set_params(numeric_embedding=choice, random_state=seed,
@@ -957,6 +974,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             },
             "training": {"n_iter": self.n_iter_, "best_epoch": self.best_epoch_, "seed": self._seed,
                          "patience": int(self.patience_),
+                         "probe_members": int(self.probe_members_),
                          "task_best_epochs": self.task_best_epochs_,
                          "embedding_scores": dict(getattr(self, "embedding_scores_", {})),
                          "world_size": int(getattr(self, "world_size_", 1)),
@@ -1086,6 +1104,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         elif isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
             raise ModelFileError(f"invalid training: patience {patience!r}")
         self.patience_ = int(patience)
+        probes = training.get("probe_members")  # files before it was kept: the preset's
+        if probes is None:
+            probes = presets.resolve(self.preset, {"probe_members": self.probe_members})["probe_members"]
+        elif isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
+            raise ModelFileError(f"invalid training: probe_members {probes!r}")
+        self.probe_members_ = int(probes)
         self._seed = training.get("seed")
         self.world_size_ = int(training.get("world_size", 1))
         self.streamed_ = bool(training.get("streamed", False))

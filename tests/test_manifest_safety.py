@@ -214,29 +214,17 @@ def test_truncated_manifests_are_model_file_errors(tmp_path_factory, share):
         polyhead.load(target)
 
 
-def test_patience_missing_from_an_older_file_is_the_presets_and_a_bad_one_is_refused(models, tmp_path):
+@pytest.mark.parametrize(("key", "preset_value"), [("patience", 30), ("probe_members", 1)])
+def test_a_preset_count_missing_from_an_older_file_is_the_presets_and_a_bad_one_is_refused(
+        models, tmp_path, key, preset_value):
     root, X = models
+    assert getattr(polyhead.load(root / "net"), f"{key}_") == preset_value
     older = _copy(root / "net", tmp_path / "older")
-    _edit(older, lambda m: m["training"].pop("patience"))
+    _edit(older, lambda m: m["training"].pop(key))
     loaded = polyhead.load(older)
-    assert loaded.patience_ == 30 and loaded.predict(X).shape[0] == len(X)
+    assert getattr(loaded, f"{key}_") == preset_value and loaded.predict(X).shape[0] == len(X)
     for bad in ("30", 0, True, 2.5):
         path = _copy(root / "net", tmp_path / f"bad{bad!s}")
-        _edit(path, lambda m, bad=bad: m["training"].__setitem__("patience", bad))
-        with pytest.raises(ModelFileError, match="patience"):
-            polyhead.load(path)
-
-
-def test_probe_members_missing_from_an_older_file_are_the_presets_and_a_bad_one_is_refused(models, tmp_path):
-    root, X = models
-    saved = polyhead.load(root / "net")
-    assert saved.probe_members_ == 1
-    older = _copy(root / "net", tmp_path / "older")
-    _edit(older, lambda m: m["training"].pop("probe_members"))
-    loaded = polyhead.load(older)
-    assert loaded.probe_members_ == 1 and loaded.predict(X).shape[0] == len(X)
-    for bad in ("1", 0, True, 1.5):
-        path = _copy(root / "net", tmp_path / f"bad{bad!s}")
-        _edit(path, lambda m, bad=bad: m["training"].__setitem__("probe_members", bad))
-        with pytest.raises(ModelFileError, match="probe_members"):
+        _edit(path, lambda m, bad=bad: m["training"].__setitem__(key, bad))
+        with pytest.raises(ModelFileError, match=key):
             polyhead.load(path)

@@ -520,6 +520,19 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             return 1
         return workers
 
+    def _preset_count(self, training: dict[str, Any], key: str) -> int:
+        """A preset-filled count kept in a model file's ``training`` (``patience``,
+        ``probe_members``): a file from before it was kept takes the preset's value; anything
+        but a positive integer is a :class:`ModelFileError`."""
+        from ..exceptions import ModelFileError
+
+        value = training.get(key)
+        if value is None:
+            return int(presets.resolve(self.preset, {key: getattr(self, key)})[key])
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ModelFileError(f"invalid training: {key} {value!r}")
+        return value
+
     def _validation_score(self) -> float:
         """The validation loss of the weights that predict: the best epoch's total, or with
         per-task best epochs the weighted sum of each task's best (inf without validation)."""
@@ -1098,18 +1111,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         training = manifest.get("training", {})
         self.n_iter_ = int(training.get("n_iter", 0))
         self.best_epoch_ = int(training.get("best_epoch", 0))
-        patience = training.get("patience")  # files before it was kept: the preset's
-        if patience is None:
-            patience = presets.resolve(self.preset, {"patience": self.patience})["patience"]
-        elif isinstance(patience, bool) or not isinstance(patience, int) or patience < 1:
-            raise ModelFileError(f"invalid training: patience {patience!r}")
-        self.patience_ = int(patience)
-        probes = training.get("probe_members")  # files before it was kept: the preset's
-        if probes is None:
-            probes = presets.resolve(self.preset, {"probe_members": self.probe_members})["probe_members"]
-        elif isinstance(probes, bool) or not isinstance(probes, int) or probes < 1:
-            raise ModelFileError(f"invalid training: probe_members {probes!r}")
-        self.probe_members_ = int(probes)
+        self.patience_ = self._preset_count(training, "patience")
+        self.probe_members_ = self._preset_count(training, "probe_members")
         self._seed = training.get("seed")
         self.world_size_ = int(training.get("world_size", 1))
         self.streamed_ = bool(training.get("streamed", False))

@@ -105,6 +105,7 @@ CHOICE_Z = 1.5
 
 
 def _choice_z(members: int) -> float:
+    """The threshold of ``numeric_embedding="auto"``'s paired rule for probes of ``members``."""
     return CHOICE_Z if members == 1 else 1.0
 
 
@@ -163,9 +164,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         (``CHOICE_Z``; one for probes of several members) of the paired difference over 20
         runs of validation rows, so a small split's noise does not choose, then trains the
         chosen inputs with every member, the same fit as if they had been given (with no
-        more members than a probe, the winning probe is the model; the probes train side by side on free CPUs, see
-        :func:`polyhead.parallel.side_by_side`; their losses are in ``embedding_scores_``,
-        the choice in ``numeric_embedding_``; given explicitly, it needs
+        more members than a probe, the winning probe is the model; the probes train side by
+        side on free CPUs, see :func:`polyhead.parallel.side_by_side`; their losses are in
+        ``embedding_scores_``, the choice in ``numeric_embedding_``; given explicitly, it needs
         ``validation_fraction > 0``). None: the preset's ("auto" for ``preset="default"`` and
         "best", "none" otherwise; the preset's "auto" trains once, plainly, where there is no
         validation split to choose on: ``validation_fraction=0``, ``early_stopping=False``
@@ -449,8 +450,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """``numeric_embedding="auto"``: two probes, one without an embedding and one with
         piecewise-linear embeddings, each of ``probe_members_`` members, on the same rows, split
         and seed; the embedded one wins only when its validation loss is lower beyond the noise
-        (:func:`_choice_z`). The winner trains again with every member (or, with no more members than
-        a probe, is kept as it is) and becomes this estimator's fitted state."""
+        (:func:`_choice_z`). The winner trains again with every member (or, with no more
+        members than a probe, is kept as it is) and becomes this estimator's fitted state."""
         from sklearn.base import clone
 
         if self.validation_fraction <= 0 or not self.early_stopping:

@@ -424,7 +424,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                                     "y (and sample weights are not available when streaming)")
             if self.numeric_embedding_ == "auto":
                 raise PolyheadError("numeric_embedding='auto' is not available when streaming "
-                                    "(it trains twice); choose 'ple', 'periodic' or 'none'")
+                                    "(it chooses on probes trained on the same rows first); choose 'ple', "
+                                    "'periodic' or 'none'")
             if self._best_epoch_mode == "auto":  # no paired check over streamed chunks: every
                 self._best_epoch_mode = "joint"  # task takes the joint epoch, no snapshots
             from .net_streaming import fit_source
@@ -462,22 +463,25 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         if seed is None:
             seed = int(np.random.default_rng().integers(2**31))
         members = min(self.n_ensemble_, self.probe_members_)
+
+        def candidate(embedding: str, n_ensemble: int) -> Any:  # an unfitted clone
+            return clone(self).set_params(numeric_embedding=embedding, random_state=seed,
+                                          n_bins=self.n_bins_, n_ensemble=n_ensemble)
+
         fits, cancel = {}, threading.Event()
-        for candidate in ("none", "ple"):
-            fits[candidate] = clone(self).set_params(numeric_embedding=candidate, random_state=seed,
-                                                     n_bins=self.n_bins_, n_ensemble=members)
-            fits[candidate]._score_blocks = _CHOICE_BLOCKS
-            fits[candidate]._cancel = cancel  # a failed or interrupted candidate stops both
+        for embedding in ("none", "ple"):
+            fits[embedding] = candidate(embedding, members)
+            fits[embedding]._score_blocks = _CHOICE_BLOCKS
+            fits[embedding]._cancel = cancel  # a failed or interrupted candidate stops both
         calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
         workers = self._candidate_workers(X, y, sample_weight, len(calls), members)
         parallel.run_side_by_side(calls, workers, cancel)
-        scores = {candidate: fitted._validation_score() for candidate, fitted in fits.items()}
+        scores = {embedding: fitted._validation_score() for embedding, fitted in fits.items()}
         z = _choice_z(members)
         choice = "ple" if _embedding_wins(fits["none"], fits["ple"], scores, z) else "none"
         best = fits[choice]
         if members < self.n_ensemble_:  # the chosen inputs, every member: one fit
-            best = clone(self).set_params(numeric_embedding=choice, random_state=seed,
-                                          n_bins=self.n_bins_, n_ensemble=self.n_ensemble_)
+            best = candidate(choice, self.n_ensemble_)
             if "on_epoch_end" in self.__dict__:  # a progress report on this instance (the CLI's)
                 best.on_epoch_end = self.on_epoch_end
             best.fit(X, y, sample_weight)

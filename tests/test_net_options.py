@@ -16,7 +16,7 @@ import polyhead
 from polyhead import MultiTaskNet
 from polyhead.models.net import _beyond_noise, _embedding_wins
 from polyhead.nn import BatchEnsembleLinear, InputBlock, MultiTaskModule
-from polyhead.nn.inputs import PiecewiseLinear, quantile_bins
+from polyhead.nn.inputs import PiecewiseLinear, column_edges, quantile_bins
 
 OPTIONS = {
     "batch ensemble": dict(n_ensemble=4, ensemble="batch"),
@@ -88,11 +88,39 @@ def test_piecewise_linear_encoding():
     enc = ple.encode(torch.tensor([[0.0], [1.25], [5.0], [10.0], [12.5], [-2.5]]))[:, 0]
     expected = [[0, 0, 0, 0], [0.5, 0, 0, 0], [1, 1, 0, 0], [1, 1, 1, 1], [1, 1, 1, 2], [-1, 0, 0, 0]]
     torch.testing.assert_close(enc, torch.tensor(expected))
-    # a column with two values: quantile edges 0, 0.5, 1 (two real bins), the rest empty
+    # a column with two values: an edge at each (one real bin), the rest empty
     edges = torch.as_tensor(quantile_bins(np.array([[0.0], [1.0]] * 5, dtype=np.float32), 4))
-    assert torch.isinf(edges[0, 3:]).all()
+    assert edges[0, :2].tolist() == [0.0, 1.0] and torch.isinf(edges[0, 2:]).all()
     enc = PiecewiseLinear(edges, 2).encode(torch.tensor([[0.25], [0.75]]))
-    assert enc[:, 0].tolist() == [[0.5, 0.0, 0.0, 0.0], [1.0, 0.5, 0.0, 0.0]]
+    assert enc[:, 0].tolist() == [[0.25, 0.0, 0.0, 0.0], [0.75, 0.0, 0.0, 0.0]]
+
+
+def test_bins_without_mass_points_are_the_plain_quantiles():
+    values = np.random.default_rng(0).lognormal(size=(1000, 3)).astype(np.float32)
+    levels = np.linspace(0, 1, 9)
+    expected = np.quantile(values, levels, axis=0).T.astype(np.float32)
+    np.testing.assert_array_equal(quantile_bins(values, 8), expected)
+
+
+def test_a_mass_point_is_one_edge_and_the_other_values_share_the_bins():
+    """A zero-inflated amount (0 in 92% of the rows): plain quantile edges on 8 bins were 0 and
+    the maximum alone, one bin for every positive value; now 0 is one edge and the positive
+    values are split by their own quantiles."""
+    rng = np.random.default_rng(0)
+    amount = np.where(rng.random(5000) < 0.92, 0.0, rng.lognormal(8, 1, 5000)).astype(np.float32)
+    edges = column_edges(amount, 8)
+    positive = amount[amount > 0]
+    assert len(edges) == 9 and edges[0] == 0 and edges[-1] == positive.max()
+    np.testing.assert_allclose(edges[1:-1], np.quantile(positive, np.linspace(0, 1, 9)[1:-1]), rtol=1e-6)
+    counts = np.histogram(positive, edges)[0]
+    assert counts.min() > 0.6 * counts.max()                       # every bin holds its share
+    # a mode in the middle (a small count's usual value) is one edge, not several
+    mode = np.concatenate([np.full(600, 3.0), rng.normal(3, 1, 400)]).astype(np.float32)
+    edges = column_edges(mode, 8)
+    assert np.all(np.diff(edges) > 0) and 3.0 in edges and len(edges) == 9
+    # at most n_bins + 1 distinct values: an edge at each; one value: a bin of width 1
+    assert column_edges(np.array([2, 5, 5, 7], dtype=np.float32), 8).tolist() == [2, 5, 7]
+    assert column_edges(np.full(10, 4.0, dtype=np.float32), 8).tolist() == [4, 5]
 
 
 def test_input_block_routes_columns():

@@ -208,8 +208,9 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: error; the other presets' code paths are unchanged, so their version-8 results were copied
 #: under version 9; net 10 and separate-net 7: piecewise-linear bins give a mass point, such as
 #: the zeros of a zero-inflated amount, an edge of its own; "fast" and "balanced" embed nothing,
-#: so their version-9 results were copied under version 10)
-DEFAULTS_VERSION = {"net": 10, "separate-net": 7, "gbm": 5, "realmlp": 2, "tabm": 2}
+#: so their version-9 results were copied under version 10; forest 2: max_features and
+#: min_samples_leaf "auto", 0.5 and 1 for the regressor forest, "sqrt" and 5 for the classifier)
+DEFAULTS_VERSION = {"net": 10, "separate-net": 7, "gbm": 5, "forest": 2, "realmlp": 2, "tabm": 2}
 
 
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:

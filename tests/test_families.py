@@ -42,14 +42,42 @@ def families():
 def test_multilabel_forest_matches_scikit_learn():
     X, Y = make_multilabel_classification(n_samples=100, n_features=10, n_classes=2,
                                           n_labels=1, random_state=42)
-    got = MultiTaskForest(random_state=42).fit(X, Y).predict(ROW)
-    want = RandomForestClassifier(random_state=42).fit(X, Y).predict(ROW)
+    got = MultiTaskForest(min_samples_leaf=1, random_state=42).fit(X, Y).predict(ROW)
+    sklearn = RandomForestClassifier(random_state=42).fit(X, Y)
+    want = sklearn.predict(ROW)
     assert got.shape == (1, 2) and set(np.unique(got)) <= {0, 1}
     np.testing.assert_array_equal(got, want)
-    frame = MultiTaskForest(random_state=42).fit(X, pd.DataFrame(Y, columns=["quality", "demand"]))
+    # the same forest, every tree: the same probabilities on every row
+    ours = MultiTaskForest(min_samples_leaf=1, random_state=42).fit(X, Y).predict_proba(X)
+    theirs = sklearn.predict_proba(X)
+    for j, name in enumerate(ours):
+        np.testing.assert_array_equal(np.asarray(ours[name])[:, -1], theirs[j][:, 1])
+    frame = MultiTaskForest(min_samples_leaf=1, random_state=42).fit(
+        X, pd.DataFrame(Y, columns=["quality", "demand"]))
     pred = frame.predict(pd.DataFrame(ROW))
     assert list(pred.columns) == ["quality", "demand"]
     np.testing.assert_array_equal(pred.to_numpy(), want)
+
+
+def test_forest_auto_settings_per_forest():
+    """``"auto"``: a random half of the features for the regressor forest, leaves of at least
+    five rows for the classifier forest; explicit values reach both; extra trees keep
+    scikit-learn's defaults."""
+    X = np.random.default_rng(0).normal(size=(60, 4))
+    y = pd.DataFrame({"amount": X[:, 0], "label": (X[:, 1] > 0).astype(int)})
+    tasks = {"amount": "regression", "label": "binary"}
+
+    def settings(model):
+        forests = [u for u in model.units_ for u in (u if isinstance(u, (list, tuple)) else [u])
+                   if hasattr(u, "min_samples_leaf")]
+        return sorted((type(f).__name__, f.max_features, f.min_samples_leaf) for f in forests)
+
+    assert settings(MultiTaskForest(tasks, n_estimators=3, random_state=0).fit(X, y)) == [
+        ("RandomForestClassifier", "sqrt", 5), ("RandomForestRegressor", 0.5, 1)]
+    given = MultiTaskForest(tasks, n_estimators=3, max_features=0.8, min_samples_leaf=2).fit(X, y)
+    assert settings(given) == [("RandomForestClassifier", 0.8, 2), ("RandomForestRegressor", 0.8, 2)]
+    extra = MultiTaskForest(tasks, kind="extra_trees", n_estimators=3).fit(X, y)
+    assert settings(extra) == [("ExtraTreesClassifier", "sqrt", 1), ("ExtraTreesRegressor", 1.0, 1)]
 
 
 def test_three_class_quality_and_demand_strings():

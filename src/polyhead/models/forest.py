@@ -13,6 +13,14 @@ from ..tasks import TaskSpec
 from .sklearn_base import SklearnMultiTask, fit_params, groups_by_objective
 
 
+#: what "auto" means for ``max_features`` and ``min_samples_leaf``, per forest kind and forest
+#: (the regressor's, the classifier's)
+AUTO: dict[str, dict[str, tuple[Any, int]]] = {
+    "random_forest": {"regression": (0.5, 1), "classification": ("sqrt", 5)},
+    "extra_trees": {"regression": (1.0, 1), "classification": ("sqrt", 1)},
+}
+
+
 @register_estimator
 class MultiTaskForest(SklearnMultiTask):
     """Random forest (or extra trees) over several tasks, with shared splits.
@@ -33,8 +41,16 @@ class MultiTaskForest(SklearnMultiTask):
     ----------
     tasks : as in :class:`~polyhead.MultiTaskNet`
     kind : {"random_forest", "extra_trees"}, default="random_forest"
-    n_estimators, max_depth, min_samples_leaf, max_features : as in scikit-learn's forests
-        (``max_features`` default: "sqrt" for classifiers, 1.0 for regressors, as there).
+    n_estimators, max_depth : as in scikit-learn's forests
+    max_features, min_samples_leaf : as in scikit-learn's forests, or "auto" (the default):
+        for random forests, 0.5 and 1 for the regressor forest, "sqrt" and 5 for the classifier
+        forest (``AUTO``); for extra trees, scikit-learn's defaults (1.0 and 1, "sqrt" and 1).
+        Chosen by ``benchmarks/quality.py`` on 19 sets (README, "Against the trivial
+        predictor"): a random half of the features per split makes the regressor trees less
+        alike (scikit-learn's regressors consider every feature), and leaves of at least five
+        rows give the classifiers' probabilities, hence their AUC, fewer ties at 0 and 1.
+        ``max_features=1.0, min_samples_leaf=1`` for regression and ``"sqrt", 1`` for
+        classification are scikit-learn's own forests.
     random_state : int or None
     n_jobs : int or None
         Threads, with scikit-learn's meaning; None follows polyhead's thread policy
@@ -56,14 +72,15 @@ class MultiTaskForest(SklearnMultiTask):
         "kind": [P.options("random_forest", "extra_trees")],
         "n_estimators": [P.Interval(int, 1, None)],
         "max_depth": [P.NONE, P.Interval(int, 1, None)],
-        "min_samples_leaf": [P.Interval(int, 1, None), P.Interval(float, 0, 1, "right")],
+        "min_samples_leaf": [P.options("auto"), P.Interval(int, 1, None),
+                             P.Interval(float, 0, 1, "right")],
         "max_features": [P.NONE, P.options("sqrt", "log2", "auto"), P.Interval(int, 1, None),
                          P.Interval(float, 0, 1, "right")],
     }
 
     def __init__(self, tasks: TaskSpec = None, *, kind: str = "random_forest",
                  n_estimators: int = 100, max_depth: int | None = None,
-                 min_samples_leaf: int | float = 1, max_features: Any = "auto",
+                 min_samples_leaf: int | float | str = "auto", max_features: Any = "auto",
                  random_state: int | None = None, n_jobs: int | None = None,
                  max_categories: int = 64) -> None:
         self.tasks = tasks
@@ -86,14 +103,15 @@ class MultiTaskForest(SklearnMultiTask):
                 ("random_forest", False): "RandomForestClassifier",
                 ("extra_trees", True): "ExtraTreesRegressor",
                 ("extra_trees", False): "ExtraTreesClassifier"}[(self.kind, regression)]
-        kwargs: dict[str, Any] = {}
-        if self.max_features != "auto":
-            kwargs["max_features"] = self.max_features
+        max_features, min_leaf = AUTO[self.kind]["regression" if regression else "classification"]
+        kwargs: dict[str, Any] = {
+            "max_features": max_features if self.max_features == "auto" else self.max_features}
         if objective == "poisson":
             kwargs["criterion"] = "poisson"
         return getattr(ensemble, name)(
             n_estimators=self.n_estimators, max_depth=self.max_depth,
-            min_samples_leaf=self.min_samples_leaf, random_state=self.random_state,
+            min_samples_leaf=min_leaf if self.min_samples_leaf == "auto" else self.min_samples_leaf,
+            random_state=self.random_state,
             n_jobs=getattr(self, "_threads", 1), **kwargs)
 
     def _groups(self, slots: list[Slot]) -> list[list[Slot]]:

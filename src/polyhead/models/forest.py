@@ -12,7 +12,6 @@ from ..registry import register_estimator
 from ..tasks import TaskSpec
 from .sklearn_base import SklearnMultiTask, fit_params, groups_by_objective
 
-
 #: what "auto" means for ``max_features`` and ``min_samples_leaf``, per forest kind and forest
 #: (the regressor's, the classifier's)
 AUTO: dict[str, dict[str, tuple[Any, int]]] = {

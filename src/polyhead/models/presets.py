@@ -21,7 +21,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "balanced": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
                  "numeric_embedding": "none", "n_bins": 32, "patience": 30, "probe_members": 1},
     # the balanced members, with plain inputs or with piecewise-linear embeddings on 8
-    # quantile bins: a one-member probe of each decides, the embedding only when its
+    # quantile bins (a value held by an eighth of the rows an edge of its own): a one-member probe of each decides, the embedding only when its
     # validation loss is lower by more than the split's noise, then the chosen inputs train
     # with every member (see MultiTaskNet's numeric_embedding); where there is nothing to
     # choose on (no validation split, streaming) it trains once, plainly.

@@ -7,7 +7,8 @@ The feature encoder (:mod:`polyhead.features`) gives one float32 matrix whose co
   Babenko, "On Embeddings for Numerical Features in Tabular Deep Learning", 2022):
 
   - ``"ple"``: piecewise-linear encoding on quantile bins fitted once on the training rows
-    (a value's position within each bin, 0 below, 1 above), then a linear map and ReLU;
+    (a value's position within each bin, 0 below, 1 above; a value many rows share is an edge
+    of its own, :func:`column_edges`), then a linear map and ReLU;
   - ``"periodic"``: ``cos`` and ``sin`` of learnt frequencies times the value, then a linear
     map and ReLU;
 

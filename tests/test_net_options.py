@@ -537,3 +537,27 @@ def test_the_presets_auto_embedding_trains_once_plainly_without_a_validation_spl
     assert default.numeric_embedding_ is None and default.embedding_scores_ == {}
     plain = MultiTaskNet(numeric_embedding="none", **kw).fit(X, y)
     pd.testing.assert_frame_equal(default.predict(X), plain.predict(X))
+
+
+@pytest.mark.parametrize("kw", [dict(n_ensemble=1), dict(n_ensemble=3),
+                                dict(n_ensemble=2, head_hidden=(4,))],
+                         ids=["one network", "packed members", "task layers"])
+def test_block_losses_take_one_forward_pass_and_equal_each_run_scored_alone(kw):
+    """The noise rules (embedding choice, per-task epochs) score 20 runs of validation rows
+    per set of weights: one forward pass over the rows, then each run's losses from its slice
+    of the outputs, the same losses as scoring each run on its own."""
+    X, y = make_mixed(200)
+    y = y[list(MIXED_TASKS)]
+    model = MultiTaskNet(tasks=MIXED_TASKS, **{**FAST, **kw}).fit(X, y)
+    x = torch.from_numpy(model.features_.transform(model._check_X(X, fit=False))[:40])
+    encoded = model.encode_targets(y, model._training_weights)
+    targets = {k: (torch.from_numpy(v[:40]), None if w is None else torch.from_numpy(w[:40]))
+               for k, (v, w) in encoded.items()}
+    calls = []
+    model._forward = lambda inputs: calls.append(len(inputs)) or model.module_(inputs)
+    blocks = model._block_task_losses(x, targets, 20)
+    assert calls == [40] and blocks.shape == (20, len(MIXED_TASKS))
+    alone = [model.evaluate_losses(x[a:a + 2], {k: (v[a:a + 2], None if w is None else w[a:a + 2])
+                                                for k, (v, w) in targets.items()}).numpy()
+             for a in range(0, 40, 2)]
+    np.testing.assert_allclose(blocks, np.nan_to_num(np.array(alone)), rtol=1e-5, atol=1e-6)

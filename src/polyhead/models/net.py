@@ -727,6 +727,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         """Per-task losses ``(blocks, tasks)`` on ``n_blocks`` runs of the validation rows (a
         random sample, so each run is one too), with the module's weights or ``weights`` (a
         snapshot). A run without a task's labels adds no loss to it."""
+        import torch
         from torch.func import functional_call
 
         if weights is not None:
@@ -734,9 +735,12 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         try:
             edges = np.linspace(0, x.shape[0], min(n_blocks, x.shape[0]) + 1).astype(int)
             rows = []
-            for a, b in itertools.pairwise(edges):
-                part = {k: (v[a:b], None if w is None else w[a:b]) for k, (v, w) in targets.items()}
-                rows.append(np.nan_to_num(self.evaluate_losses(x[a:b], part).cpu().numpy().astype(float)))
+            with torch.inference_mode():
+                outputs = self._validation_outputs(x)  # one forward pass, then a loss per run
+                for a, b in itertools.pairwise(edges):
+                    part = {k: (v[a:b], None if w is None else w[a:b]) for k, (v, w) in targets.items()}
+                    losses = self._losses_of(_row_range(outputs, a, b), part)
+                    rows.append(np.nan_to_num(losses.cpu().numpy().astype(float)))
             return np.array(rows)
         finally:
             self.__dict__.pop("_forward", None)
@@ -943,26 +947,40 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         averaged prediction (the ensemble is what predicts)."""
         import torch
 
+        with torch.inference_mode():
+            return self._losses_of(self._validation_outputs(x), targets)
+
+    def _validation_outputs(self, x: Any) -> dict[str, Any]:
+        """What :meth:`_losses_of` scores, per row: one network's raw outputs, or an ensemble's
+        averaged outputs per task (call under ``torch.inference_mode``)."""
+        import torch
+
         self.module_.eval()
         forward = getattr(self, "_forward", self.module_)
         # in chunks of rows, as predict does: a large validation set's hidden activations for
         # every member would otherwise all be held at once
         chunk = max(1, _PREDICT_CHUNK // self.n_ensemble_)
         starts = range(0, x.shape[0], chunk)
-        with torch.inference_mode():
-            if self.n_ensemble_ == 1:
-                parts = [forward(x[s:s + chunk]) for s in starts]
-                raw = parts[0] if len(parts) == 1 else {
-                    name: torch.cat([p[name] for p in parts]) for name in parts[0]}
-                return self.compute_loss(raw, targets)
-            means: dict[str, list[Any]] = {t.name: [] for t in self.task_states_}
-            for s in starts:
-                raw = forward(x[s:s + chunk])
-                for t in self.task_states_:
-                    means[t.name].append(t.output(raw[t.name]).mean(0))
-            per_task = _task_targets(getattr(self, "_units", None), targets)
-            return torch.stack([t.output_loss(torch.cat(means[t.name]), *per_task[t.name])
-                                for t in self.task_states_])
+        if self.n_ensemble_ == 1:
+            parts = [forward(x[s:s + chunk]) for s in starts]
+            return parts[0] if len(parts) == 1 else {
+                name: torch.cat([p[name] for p in parts]) for name in parts[0]}
+        means: dict[str, list[Any]] = {t.name: [] for t in self.task_states_}
+        for s in starts:
+            raw = forward(x[s:s + chunk])
+            for t in self.task_states_:
+                means[t.name].append(t.output(raw[t.name]).mean(0))
+        return {name: torch.cat(parts) for name, parts in means.items()}
+
+    def _losses_of(self, outputs: dict[str, Any], targets: dict[str, tuple[Any, Any]]) -> Any:
+        """Per-task losses of :meth:`_validation_outputs` (or of some of their rows)."""
+        import torch
+
+        if self.n_ensemble_ == 1:
+            return self.compute_loss(outputs, targets)
+        per_task = _task_targets(getattr(self, "_units", None), targets)
+        return torch.stack([t.output_loss(outputs[t.name], *per_task[t.name])
+                            for t in self.task_states_])
 
     # -- persistence -------------------------------------------------------------------------
     def _get_state(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -1218,6 +1236,17 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             std = np.column_stack(list(stds.values()))
             std = std[:, 0] if self._y_format == "1d" else std
         return pred, std
+
+
+def _row_range(outputs: dict[str, Any], a: int, b: int) -> dict[str, Any]:
+    """Rows ``a:b`` of per-task outputs (and of a fused output layer's whole tensor)."""
+    from ..nn.model import HeadOutputs
+
+    part = HeadOutputs({name: value[a:b] for name, value in outputs.items()})
+    fused = getattr(outputs, "fused", None)
+    if fused is not None:
+        part.fused, part.spans = fused[a:b], outputs.spans  # type: ignore[attr-defined]
+    return part
 
 
 def quantile_edges(values: np.ndarray, n_bins: int) -> np.ndarray:

@@ -98,9 +98,9 @@ _CHOICE_BLOCKS = 20
 #: standard errors by which the embedded probe's paired validation gain must exceed zero, for
 #: one-member probes (``probe_members=1``, the default preset's); probes of several members are
 #: less noisy and decide at one standard error, as the full fits did before probes
-#: (``benchmarks/embedding_choice.py``: one-member probes at 1.5 0.888 of per-target LightGBM's
-#: error and 17/19 sets, at 1.0 0.888 and 16/19; eight-member fits at 1.0 0.885, 16/19, at
-#: 1/0.644 of the time)
+#: (``benchmarks/embedding_choice.py``, mass-point bins: one-member probes at 1.5 0.885 of
+#: per-target LightGBM's error and 17/19 sets, at 1.0 0.884 and 16/19; eight-member fits at 1.0
+#: 0.884, 16/19, at 1/0.629 of the time)
 CHOICE_Z = 1.5
 
 
@@ -174,8 +174,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     probe_members : int or None, default=None
         Members of each probe of ``numeric_embedding="auto"`` (None: the preset's, 1, or 8 for
         ``preset="best"``: its candidates are the full ensembles). One-member probes cost a
-        fraction of the full candidates (0.644 of their time over the 19 sets of
-        ``benchmarks/embedding_choice.py``, 0.22 on the wide ones) for 0.3% more error; the
+        fraction of the full candidates (0.629 of their time over the 19 sets of
+        ``benchmarks/embedding_choice.py``, 0.22 on the wide ones) for 0.1% more error; the
         value used is in ``probe_members_``.
     n_bins : int or None, default=None
         Quantile bins of the piecewise-linear embedding (None: the preset's, 8 for
@@ -716,11 +716,23 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         train, valid = tensors(train_idx), (tensors(valid_idx) if len(valid_idx) else None)
         self.train_epochs(lambda generator: self.run_epoch(*train, generator=generator),
                           None if valid is None else (lambda: self.evaluate_losses(*valid)))
+        scored: dict[tuple[int | None, int], np.ndarray] = {}  # each set of weights scored once
         if valid is not None and self._best_epoch_mode == "auto":
-            self._keep_task_epochs_beyond_noise(*valid)
+            self._keep_task_epochs_beyond_noise(*valid, scored)
         blocks = int(self.__dict__.get("_score_blocks", 0))  # set by numeric_embedding="auto"
         if valid is not None and blocks:
-            self._valid_blocks = self._block_losses(*valid, blocks)
+            self._valid_blocks = self._block_losses(*valid, blocks, scored)
+
+    def _scored_blocks(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int,
+                       epoch: int | None, scored: dict[tuple[int | None, int], np.ndarray]) -> np.ndarray:
+        """:meth:`_block_task_losses` of the module's weights (``epoch`` None) or of a kept
+        snapshot, computed once per fit: the per-task epochs and the embedding choice score
+        the same weights."""
+        key = (epoch, n_blocks)
+        if key not in scored:
+            state = None if epoch is None else self.__dict__["_snapshots"][epoch]
+            scored[key] = self._block_task_losses(x, targets, n_blocks, state)
+        return scored[key]
 
     def _block_task_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int,
                            weights: Any = None) -> np.ndarray:
@@ -745,30 +757,30 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         finally:
             self.__dict__.pop("_forward", None)
 
-    def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int) -> np.ndarray:
+    def _block_losses(self, x: Any, targets: dict[str, tuple[Any, Any]], n_blocks: int,
+                      scored: dict[tuple[int | None, int], np.ndarray]) -> np.ndarray:
         """The weighted total loss, on each run of validation rows, of the weights that predict
         (each task's own epoch where it has one): paired per block, two fits' losses say whether
         one is better by more than the noise of a small validation split."""
         weights = np.array([t.task.weight for t in self.task_states_], dtype=float)
-        losses = self._block_task_losses(x, targets, n_blocks)
+        losses = self._scored_blocks(x, targets, n_blocks, None, scored).copy()
         epochs = getattr(self, "task_best_epochs_", {})
-        snapshots: dict[int, Any] = self.__dict__.get("_snapshots", {})
-        for epoch, state in snapshots.items():
+        for epoch in self.__dict__.get("_snapshots", {}):
             own = [i for i, t in enumerate(self.task_states_) if epochs.get(t.name) == epoch]
             if own:
-                losses[:, own] = self._block_task_losses(x, targets, n_blocks, state)[:, own]
+                losses[:, own] = self._scored_blocks(x, targets, n_blocks, epoch, scored)[:, own]
         return losses @ weights
 
-    def _keep_task_epochs_beyond_noise(self, x: Any, targets: dict[str, tuple[Any, Any]]) -> None:
+    def _keep_task_epochs_beyond_noise(self, x: Any, targets: dict[str, tuple[Any, Any]],
+                                       scored: dict[tuple[int | None, int], np.ndarray]) -> None:
         """``best_epoch="auto"``: a task keeps its own best epoch only where its validation
         loss there beats the joint epoch's by more than one standard error of the paired
         per-block difference; the others are predicted by the joint epoch's weights."""
-        joint = self._block_task_losses(x, targets, _CHOICE_BLOCKS)
+        joint = self._scored_blocks(x, targets, _CHOICE_BLOCKS, None, scored)
         epochs: dict[str, int] = dict(self.__dict__["task_best_epochs_"])
         snapshots: dict[int, Any] = self.__dict__["_snapshots"]
         # each kept snapshot once, however many tasks it is the best epoch of
-        own_losses = {e: self._block_task_losses(x, targets, _CHOICE_BLOCKS, state)
-                      for e, state in snapshots.items()}
+        own_losses = {e: self._scored_blocks(x, targets, _CHOICE_BLOCKS, e, scored) for e in snapshots}
         for i, t in enumerate(self.task_states_):
             own = epochs[t.name]
             if own not in own_losses or not _beyond_noise(joint[:, i] - own_losses[own][:, i]):

@@ -333,13 +333,15 @@ def test_presets_fill_only_what_was_left_unset(mixed, tmp_path):
     """A preset sets n_ensemble, numeric, the embedding, best_epoch and patience where they are None; an explicit value
     always wins; get_params keeps what the user gave (scikit-learn's contract)."""
     from polyhead.models.presets import PRESETS
+    from polyhead.nn.inputs import auto_bins
 
     X, y = mixed
     for preset, values in PRESETS.items():
         model = net(tasks=MIXED_TASKS, max_epochs=3, preset=preset).fit(X, y)
         assert model.n_ensemble_ == values["n_ensemble"] and model.numeric_ == values["numeric"]
         assert model._best_epoch_mode == values["best_epoch"]
-        assert model.n_bins_ == values["n_bins"] and model.patience_ == values["patience"]
+        bins = auto_bins(len(X)) if values["n_bins"] == "auto" else values["n_bins"]
+        assert model.n_bins_ == bins and model.patience_ == values["patience"]
         assert (model.embedding_scores_ != {}) == (values["numeric_embedding"] == "auto")
         assert model.get_params()["n_ensemble"] is None
         assert {c["transform"] for c in model.features_.columns_ if c["type"] == "numeric"} <= {

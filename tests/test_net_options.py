@@ -16,7 +16,7 @@ import polyhead
 from polyhead import MultiTaskNet
 from polyhead.models.net import _beyond_noise, _embedding_wins
 from polyhead.nn import BatchEnsembleLinear, InputBlock, MultiTaskModule
-from polyhead.nn.inputs import PiecewiseLinear, column_edges, quantile_bins
+from polyhead.nn.inputs import PiecewiseLinear, auto_bins, column_edges, quantile_bins
 
 OPTIONS = {
     "batch ensemble": dict(n_ensemble=4, ensemble="batch"),
@@ -121,6 +121,25 @@ def test_a_mass_point_is_one_edge_and_the_other_values_share_the_bins():
     # at most n_bins + 1 distinct values: an edge at each; one value: a bin of width 1
     assert column_edges(np.array([2, 5, 5, 7], dtype=np.float32), 8).tolist() == [2, 5, 7]
     assert column_edges(np.full(10, 4.0, dtype=np.float32), 8).tolist() == [4, 5]
+
+
+def test_auto_bins_grow_with_the_rows_given_to_fit():
+    """n_bins="auto" (the default and "best" presets): 8 bins on small data, one more per 400
+    rows beyond 3,200, at most 64; the count used is kept in n_bins_ and the file; an explicit
+    count wins."""
+    assert [auto_bins(n) for n in (50, 3200, 3600, 4000, 10_000, 25_600, 10**6)] == [
+        8, 8, 9, 10, 25, 64, 64]
+    X, y = make_mixed(4000)
+    kw = {**FAST, "numeric_embedding": "ple"}
+    model = MultiTaskNet(tasks={"amount": "regression"}, n_bins="auto", **kw).fit(X, y[["amount"]])
+    assert model.n_bins_ == 10 and model._layout["edges"].shape[1] == 11
+    assert MultiTaskNet(tasks={"amount": "regression"}, n_bins=5, **kw).fit(
+        X, y[["amount"]]).n_bins_ == 5
+    assert MultiTaskNet(tasks={"amount": "regression"}, **kw).fit(
+        X.iloc[:400], y[["amount"]].iloc[:400]).n_bins_ == 32         # "fast": 32 bins
+    assert MultiTaskNet._resolve_bins("auto", X.to_numpy()) == 10     # arrays: their rows
+    assert MultiTaskNet._resolve_bins("auto", X.to_numpy().tolist()) == 10
+    assert MultiTaskNet._resolve_bins("auto", SimpleNamespace(num_rows=30_000)) == 64  # a source
 
 
 def test_input_block_routes_columns():

@@ -20,20 +20,21 @@ PRESETS: dict[str, dict[str, Any]] = {
     # about LightGBM's fit time
     "balanced": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "joint",
                  "numeric_embedding": "none", "n_bins": 32, "patience": 30, "probe_members": 1},
-    # the balanced members, with plain inputs or with piecewise-linear embeddings on 8
-    # quantile bins (a value held by an eighth of the rows an edge of its own): a one-member probe of each decides, the embedding only when its
+    # the balanced members, with plain inputs or with piecewise-linear embeddings on quantile
+    # bins (8 up to 3,200 rows, more on larger data: n_bins="auto"; a value held by a bin's
+    # share of the rows an edge of its own): a one-member probe of each decides, the embedding only when its
     # validation loss is lower by more than the split's noise, then the chosen inputs train
     # with every member (see MultiTaskNet's numeric_embedding); where there is nothing to
     # choose on (no validation split, streaming) it trains once, plainly.
     # Each task is predicted by its own best epoch where that beats the joint epoch beyond the
     # split's noise (best_epoch="auto")
     "default": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "auto",
-                "numeric_embedding": "auto", "n_bins": 8, "patience": 30, "probe_members": 1},
+                "numeric_embedding": "auto", "n_bins": "auto", "patience": 30, "probe_members": 1},
     # the default, waiting 50 epochs without a lower validation loss instead of 30, and
     # choosing the embedding on both full candidates (probes of all eight members: the
     # default before probes, at 1/0.644 of its time) rather than on one-member probes
     "best": {"n_ensemble": 8, "numeric": "clipped", "best_epoch": "auto",
-             "numeric_embedding": "auto", "n_bins": 8, "patience": 50, "probe_members": 8},
+             "numeric_embedding": "auto", "n_bins": "auto", "patience": 50, "probe_members": 8},
 }
 
 

@@ -713,6 +713,7 @@ def info(
         "architecture": {k: v for k, v in (manifest.get("architecture") or {}).items()
                          if k not in ("summary", "input_names")},
         "params": manifest.get("params"), "training": training,
+        "twins": manifest.get("twins"),
     }
     if json_out:
         _print_json(summary)
@@ -742,6 +743,11 @@ def info(
                       f"{training.get('best_valid_loss')}"
                       + (f", streamed on {training.get('world_size', 1)} process(es)"
                          if training.get("streamed") else ""), markup=True)
+    twins = manifest.get("twins") or {}
+    if twins.get("alphas"):
+        recall = ", ".join(f"{task} (alpha {alpha})" for task, alpha in twins["alphas"].items())
+        console.print(f"[bold]Twins[/]: rows equal to one of {twins.get('rows')} training rows "
+                      f"recall its labels for {recall}", markup=True)
 
 
 def _manifest_tasks(manifest: dict[str, Any]) -> list[Any]:

@@ -56,6 +56,9 @@ def check_exportable(model: Any) -> None:
         raise PolyheadError(f"ONNX export is not supported for {name}: {EXPORTABLE_WHY.get(name, '')}"
                             f"exportable: {', '.join(EXPORTABLE)}")
     check_is_fitted(model, "module_" if name == "MultiTaskNet" else "units_")
+    if getattr(model, "twins_", None) is not None:
+        raise PolyheadError("ONNX export is not supported for a network that recalls exact twins "
+                            f"(twins_ for {', '.join(model.twins_.alphas)}); refit with twins='none'")
     from ..kinds.base import Kind
 
     for t in model.task_states_:

@@ -22,8 +22,9 @@ from ..exceptions import PolyheadError
 from ..features import FeatureEncoder
 from ..registry import register_estimator
 from ..tasks import TaskSpec
-from . import presets
+from . import presets, twins
 from .base import MultiTaskMixin
+from .twins import TwinTable
 
 _PREDICT_CHUNK = 65536
 
@@ -257,9 +258,16 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     max_categories : int, default=64
         One-hot slots per categorical column: the most frequent categories get their own, the
         rest share an "other" slot (see :mod:`polyhead.features`).
+    twins : {"auto", "none"} or None, default=None
+        Exact-twin recall (:mod:`polyhead.models.twins`). "auto": a row whose encoded features
+        equal training rows' exactly gets, per task, a blend of the network's outputs and
+        those twins' labels, for the tasks where the blend beats the network on the validation
+        rows beyond the noise; the table of training rows is kept (in the model file too)
+        only for those tasks. None: the preset's ("auto" for "default" and "best", "none"
+        otherwise). Needs a validation split; never when streaming. Not exported to ONNX.
     preset : {"fast", "balanced", "default", "best"}, default="default"
         Fills in ``n_ensemble``, ``numeric``, ``numeric_embedding``, ``n_bins``,
-        ``best_epoch``, ``patience`` and ``probe_members`` where they are None
+        ``best_epoch``, ``patience``, ``probe_members`` and ``twins`` where they are None
         (:mod:`polyhead.models.presets`): "fast" one plain network, "balanced" 8 packed
         members (an earlier default, about LightGBM's fit time), "default" those members with
         plain inputs or piecewise-linear embeddings, as one-member probes of each choose on the
@@ -291,6 +299,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         The epoch whose weights the module holds (the best total validation loss).
     task_best_epochs_ : dict of str to int
         Per task, the epoch whose weights predict it.
+    twins_ : TwinTable or None
+        With ``twins="auto"``: the training rows' table and, in ``twins_.alphas``, each
+        recalling task's blend weight; None when no task recalls.
     module_ : torch.nn.Module
         The fitted :class:`~polyhead.nn.MultiTaskModule`.
 
@@ -313,6 +324,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         "numeric": [P.NONE, P.options("standard", "clipped", "robust", "quantile")],
         "numeric_embedding": [P.options(None, "none", "ple", "periodic", "auto")],
         "n_bins": [P.NONE, P.options("auto"), P.Interval(int, 2, 1024)],
+        "twins": [P.options(None, "auto", "none")],
         "d_embedding": [P.Interval(int, 1, 4096)],
         "embed_above": [P.NONE, P.Interval(int, 1, None)],
         "batch_size": [P.options("auto"), P.Interval(int, 1, None)],
@@ -354,7 +366,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                  random_state: int | None = None, n_threads: int | None = None,
                  compile: bool = False, device: str = "cpu", verbose: int = 0,
                  max_categories: int = 64, preset: str = "default",
-                 probe_members: int | None = None) -> None:
+                 probe_members: int | None = None, twins: str | None = None) -> None:
         self.tasks = tasks
         self.preset = preset
         self.hidden = hidden
@@ -387,6 +399,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.device = device
         self.verbose = verbose
         self.max_categories = max_categories
+        self.twins = twins
 
     # -- fit ---------------------------------------------------------------------------------
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> MultiTaskNet:
@@ -406,7 +419,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         chosen = presets.resolve(self.preset, {
             "n_ensemble": self.n_ensemble, "numeric": self.numeric, "best_epoch": self.best_epoch,
             "numeric_embedding": self.numeric_embedding, "n_bins": self.n_bins,
-            "patience": self.patience, "probe_members": self.probe_members})
+            "patience": self.patience, "probe_members": self.probe_members, "twins": self.twins})
         self.n_ensemble_, self.numeric_ = int(chosen["n_ensemble"]), str(chosen["numeric"])
         self._best_epoch_mode = str(chosen["best_epoch"])
         embedding = chosen["numeric_embedding"]
@@ -420,6 +433,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         self.n_bins_ = self._resolve_bins(chosen["n_bins"], X)
         self.patience_ = int(chosen["patience"])
         self.probe_members_ = int(chosen["probe_members"])
+        self._twins_mode = str(chosen["twins"])
+        self.twins_: TwinTable | None = None
         self.embedding_scores_: dict[str, float] = {}
         if self.n_ensemble_ > 1 and self.norm == "batch":
             raise PolyheadError("norm='batch' is not available with n_ensemble > 1; "
@@ -451,7 +466,20 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         with _torch_session(self._seed, self._threads_for(self._batch_size(n_train)), self._build,
                             draws=self.dropout > 0):
             self.fit_loop(features, targets)
+        if self._twins_mode == "auto" and not self.__dict__.get("_probe"):
+            self._fit_twins(Xf, yf, features)
         return self
+
+    def _fit_twins(self, Xf: pd.DataFrame, yf: pd.DataFrame, features: np.ndarray) -> None:
+        """``twins="auto"``: the tasks whose outputs gain from their exact twins' labels on the
+        validation rows keep a table of the training rows (:mod:`polyhead.models.twins`)."""
+        valid = np.asarray(self.validation_indices_)
+        if len(valid) == 0:
+            return
+        train = np.setdiff1d(np.arange(len(features)), valid)
+        outputs = self._predict_outputs(Xf.iloc[valid])
+        self.twins_ = twins.choose(self.task_states_, features, yf, self._training_weights,
+                                   train, valid, outputs)
 
     @staticmethod
     def _resolve_bins(n_bins: int | str, X: Any) -> int:
@@ -464,7 +492,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         rows = getattr(X, "num_rows", None)
         if rows is None:
             shape = getattr(X, "shape", None)
-            rows = shape[0] if shape is not None else len(X)
+            rows = shape[0] if shape is not None else len(np.asarray(X))  # lists, array-likes
         return auto_bins(int(rows))
 
     def _fit_choosing_embedding(self, X: Any, y: Any, sample_weight: Any) -> MultiTaskNet:
@@ -493,6 +521,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             fits[embedding] = candidate(embedding, members)
             fits[embedding]._score_blocks = _CHOICE_BLOCKS
             fits[embedding]._cancel = cancel  # a failed or interrupted candidate stops both
+            fits[embedding]._probe = members < self.n_ensemble_  # refitted: no twins of its own
         calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
         workers = self._candidate_workers(X, y, sample_weight, len(calls), members)
         parallel.run_side_by_side(calls, workers, cancel)
@@ -508,7 +537,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         params = self.get_params(deep=False)
         self.__dict__.update({k: v for k, v in best.__dict__.items()
                               if k not in params
-                              and k not in ("_score_blocks", "_valid_blocks", "_cancel", "on_epoch_end")})
+                              and k not in ("_score_blocks", "_valid_blocks", "_cancel", "_probe", "on_epoch_end")})
         self.embedding_scores_ = scores
         return self
 
@@ -1049,6 +1078,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                          "streamed": bool(getattr(self, "streamed_", False))},
             "history": self.history_,
         }
+        table = getattr(self, "twins_", None)
+        if table is not None:
+            state["twins"] = table.manifest()
+            tensors.update(table.tensors())
         return state, tensors
 
     @classmethod
@@ -1181,6 +1214,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                 raise ModelFileError(f"the weights of epoch {epoch} do not match the architecture")
             self._snapshots[epoch] = state
         self.history_ = list(manifest.get("history", []))
+        self.twins_ = (None if manifest.get("twins") is None else
+                       TwinTable.from_file(manifest["twins"], tensors, self.task_states_))
 
     # -- predict -----------------------------------------------------------------------------
     def _member_chunks(self, X: pd.DataFrame, mean: bool = False) -> Iterator[dict[str, np.ndarray]]:
@@ -1211,6 +1246,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
                         if self.n_ensemble_ == 1:
                             values = values[None]
                         part[t.name] = (values.mean(0) if mean else values).cpu().numpy()
+                table = getattr(self, "twins_", None)
+                if table is not None:
+                    keys = twins.row_keys(features[start:start + chunk])
+                    part = table.blend(self.task_states_, keys, part, members=not mean)
                 yield part
 
     def _member_outputs(self, X: pd.DataFrame) -> dict[str, np.ndarray]:

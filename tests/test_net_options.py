@@ -123,7 +123,7 @@ def test_a_mass_point_is_one_edge_and_the_other_values_share_the_bins():
     assert column_edges(np.full(10, 4.0, dtype=np.float32), 8).tolist() == [4, 5]
 
 
-def test_auto_bins_grow_with_the_rows_given_to_fit():
+def test_auto_bins_grow_with_the_rows_given_to_fit(tmp_path):
     """n_bins="auto" (the default and "best" presets): 8 bins on small data, one more per 400
     rows beyond 3,200, at most 64; the count used is kept in n_bins_ and the file; an explicit
     count wins."""
@@ -140,6 +140,17 @@ def test_auto_bins_grow_with_the_rows_given_to_fit():
     assert MultiTaskNet._resolve_bins("auto", X.to_numpy()) == 10     # arrays: their rows
     assert MultiTaskNet._resolve_bins("auto", X.to_numpy().tolist()) == 10
     assert MultiTaskNet._resolve_bins("auto", SimpleNamespace(num_rows=30_000)) == 64  # a source
+    # the default on more than 3,200 rows probes 8 bins and the grown count, keeping the
+    # grown one only where it beats 8 beyond the noise
+    chosen = MultiTaskNet(tasks={"amount": "regression"}, hidden=(8,), max_epochs=4, n_ensemble=2,
+                          random_state=0).fit(X, y[["amount"]])
+    assert set(chosen.embedding_scores_) == {"none", "ple", "ple@10"}
+    assert chosen.n_bins_ in (8, 10) and np.isfinite(list(chosen.embedding_scores_.values())).all()
+    chosen.save(tmp_path / "m")                                       # the file keeps all three
+    assert polyhead.load(tmp_path / "m").embedding_scores_ == chosen.embedding_scores_
+    small = MultiTaskNet(tasks={"amount": "regression"}, hidden=(8,), max_epochs=4, n_ensemble=2,
+                         random_state=0).fit(X.iloc[:3000], y[["amount"]].iloc[:3000])
+    assert set(small.embedding_scores_) == {"none", "ple"} and small.n_bins_ == 8
 
 
 def test_input_block_routes_columns():
@@ -516,6 +527,7 @@ def test_auto_embedding_switches_only_on_a_gain_beyond_the_noise():
     assert _embedding_wins(fit(plain), fit(steady), scores)
     assert not _embedding_wins(fit(plain), fit(noisy), scores)
     assert _embedding_wins(fit([1.0]), fit([2.0]), scores)   # one block: the totals
+    assert _embedding_wins(fit([1.0]), fit([2.0]), {"ple": 2.0, "ple@64": 1.0}, keys=("ple", "ple@64"))
     assert not _embedding_wins(fit(plain), fit([v + 0.05 for v in plain]), scores)
 
 

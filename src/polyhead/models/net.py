@@ -110,15 +110,22 @@ def _choice_z(members: int) -> float:
     return CHOICE_Z if members == 1 else 1.0
 
 
-def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float], z: float = 1.0) -> bool:
+def _embedding_wins(plain: Any, embedded: Any, scores: dict[str, float], z: float = 1.0,
+                    keys: tuple[str, str] = ("none", "ple")) -> bool:
     """Whether the fit with embeddings replaces the plain one: its validation loss (of the
     weights that predict each task) must be lower by more than ``z`` standard errors of the
     paired per-block difference (a few dozen validation rows otherwise pick the wrong one on
-    noise). A split too small to pair compares the totals."""
+    noise). A split too small to pair compares the totals (``scores`` under ``keys``)."""
     a, b = getattr(plain, "_valid_blocks", None), getattr(embedded, "_valid_blocks", None)
     if a is None or b is None or len(a) < 2:
-        return scores["ple"] < scores["none"]
+        return scores[keys[1]] < scores[keys[0]]
     return _beyond_noise(a - b, z)
+
+
+def _grown_bins_key(key: Any) -> bool:
+    """Whether ``key`` names a probe of grown bins in ``embedding_scores_`` ("ple@64")."""
+    head, _, bins = str(key).partition("@")
+    return isinstance(key, str) and head == "ple" and bins.isdigit() and 2 <= int(bins) <= 1024
 
 
 def _beyond_noise(gain: np.ndarray, z: float = 1.0) -> bool:
@@ -181,11 +188,14 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     n_bins : int, "auto" or None, default=None
         Quantile bins of the piecewise-linear embedding (None: the preset's, "auto" for
         ``preset="default"`` and "best", 32 otherwise); the value used is in ``n_bins_``.
-        "auto" (:func:`polyhead.nn.inputs.auto_bins`): 8 up to 3,200 training rows, then one
-        more per 400 rows, at most 64. On the 19 sets of ``benchmarks/quality.py`` more bins
-        lose on the small ones (16: 0.894 of LightGBM's error over the 18 sets under 10k rows
-        against 0.878 with 8) and win on the one large one (adult, 30k rows: 0.4297 with 8,
-        0.4225 with 32, 0.4213 with 64).
+        "auto" (:func:`polyhead.nn.inputs.auto_bins`): 8 up to 3,200 training rows; on more
+        rows (one more bin per 400, at most 64) ``numeric_embedding="auto"`` probes both 8 bins
+        and the grown count, which must beat 8 beyond the noise (its probe's loss is in
+        ``embedding_scores_`` as "ple@<bins>"). On the 19 sets of ``benchmarks/quality.py``
+        more bins lose on the small ones (16: 0.894 of LightGBM's error over the 18 sets under
+        10k rows against 0.878 with 8) and win on the one large one (adult, 30k rows: 0.4297
+        with 8, 0.4225 with 32, 0.4213 with 64), but lose on bike sharing's 13k rows
+        (``benchmarks/kinds.py``: regression deviance 4.65 / 7.19 with 32 against 4.07 / 6.99).
     d_embedding : int, default=16
         Width of each numeric embedding, and of each category embedding.
     embed_above : int or None, default=None
@@ -293,8 +303,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     patience_, probe_members_ : int
         The patience and the probes' members used (given, or from the preset).
     embedding_scores_ : dict of str to float
-        With ``numeric_embedding="auto"``: each probe's validation loss ("none", "ple");
-        empty otherwise.
+        With ``numeric_embedding="auto"``: each probe's validation loss ("none", "ple", and
+        "ple@<bins>" where ``n_bins="auto"`` grew the bins); empty otherwise.
     best_epoch_ : int
         The epoch whose weights the module holds (the best total validation loss).
     task_best_epochs_ : dict of str to int
@@ -431,6 +441,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             embedding = "none"  # the preset's choice needs a validation split: one plain fit
         self.numeric_embedding_ = None if embedding == "none" else str(embedding)
         self.n_bins_ = self._resolve_bins(chosen["n_bins"], X)
+        self._bins_auto = chosen["n_bins"] == "auto"
         self.patience_ = int(chosen["patience"])
         self.probe_members_ = int(chosen["probe_members"])
         self._twins_mode = str(chosen["twins"])
@@ -512,32 +523,44 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
             seed = int(np.random.default_rng().integers(2**31))
         members = min(self.n_ensemble_, self.probe_members_)
 
-        def candidate(embedding: str, n_ensemble: int) -> Any:  # an unfitted clone
-            return clone(self).set_params(numeric_embedding=embedding, random_state=seed,
-                                          n_bins=self.n_bins_, n_ensemble=n_ensemble)
+        from ..nn.inputs import MIN_BINS
 
+        def candidate(embedding: str, n_bins: int, n_ensemble: int) -> Any:  # an unfitted clone
+            return clone(self).set_params(numeric_embedding=embedding, random_state=seed,
+                                          n_bins=n_bins, n_ensemble=n_ensemble)
+
+        # n_bins="auto" on more rows than 8 bins are for: 8 bins and the grown count both probed
+        variants = {"none": ("none", self.n_bins_), "ple": ("ple", self.n_bins_)}
+        if self.__dict__.get("_bins_auto") and self.n_bins_ > MIN_BINS:
+            variants["ple"] = ("ple", MIN_BINS)
+            variants[f"ple@{self.n_bins_}"] = ("ple", self.n_bins_)
         fits, cancel = {}, threading.Event()
-        for embedding in ("none", "ple"):
-            fits[embedding] = candidate(embedding, members)
-            fits[embedding]._score_blocks = _CHOICE_BLOCKS
-            fits[embedding]._cancel = cancel  # a failed or interrupted candidate stops both
-            fits[embedding]._probe = members < self.n_ensemble_  # refitted: no twins of its own
+        for key, (embedding, n_bins) in variants.items():
+            fits[key] = candidate(embedding, n_bins, members)
+            fits[key]._score_blocks = _CHOICE_BLOCKS
+            fits[key]._cancel = cancel  # a failed or interrupted candidate stops the others
+            fits[key]._probe = members < self.n_ensemble_  # refitted: no twins of its own
         calls = [functools.partial(fitted.fit, X, y, sample_weight) for fitted in fits.values()]
         workers = self._candidate_workers(X, y, sample_weight, len(calls), members)
         parallel.run_side_by_side(calls, workers, cancel)
-        scores = {embedding: fitted._validation_score() for embedding, fitted in fits.items()}
+        scores = {key: fitted._validation_score() for key, fitted in fits.items()}
         z = _choice_z(members)
-        choice = "ple" if _embedding_wins(fits["none"], fits["ple"], scores, z) else "none"
+        ple = "ple"  # more bins only where they beat 8 beyond the noise, then against none
+        for key in fits:
+            if key.startswith("ple@") and _embedding_wins(fits["ple"], fits[key], scores, z, ("ple", key)):
+                ple = key
+        choice = ple if _embedding_wins(fits["none"], fits[ple], scores, z, ("none", ple)) else "none"
         best = fits[choice]
         if members < self.n_ensemble_:  # the chosen inputs, every member: one fit
-            best = candidate(choice, self.n_ensemble_)
+            best = candidate(*variants[choice], self.n_ensemble_)
             if "on_epoch_end" in self.__dict__:  # a progress report on this instance (the CLI's)
                 best.on_epoch_end = self.on_epoch_end
             best.fit(X, y, sample_weight)
         params = self.get_params(deep=False)
         self.__dict__.update({k: v for k, v in best.__dict__.items()
                               if k not in params
-                              and k not in ("_score_blocks", "_valid_blocks", "_cancel", "_probe", "on_epoch_end")})
+                              and k not in ("_score_blocks", "_valid_blocks", "_cancel", "_probe", "_bins_auto",
+                                            "on_epoch_end")})
         self.embedding_scores_ = scores
         return self
 
@@ -1139,7 +1162,7 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
         need(isinstance(epochs, dict) and set(epochs) <= {s.name for s in states}
              and all(count(e, 1 << 30, low=0) for e in epochs.values()), "task_best_epochs")
         scores = training.get("embedding_scores", {})
-        need(isinstance(scores, dict) and set(scores) <= {"none", "ple"} and all(
+        need(isinstance(scores, dict) and all(k in ("none", "ple") or _grown_bins_key(k) for k in scores) and all(
             isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores.values()),
             "embedding_scores")
         need(isinstance(manifest.get("history", []), list), "history")

@@ -23,7 +23,7 @@ PRESETS: dict[str, dict[str, Any]] = {
                  "numeric_embedding": "none", "n_bins": 32, "patience": 30, "probe_members": 1,
              "twins": "none"},
     # the balanced members, with plain inputs or with piecewise-linear embeddings on quantile
-    # bins (8 up to 3,200 rows, more on larger data: n_bins="auto"; a value held by a bin's
+    # bins (8 up to 3,200 rows; on larger data a third probe with more bins, n_bins="auto"; a value held by a bin's
     # share of the rows an edge of its own): a one-member probe of each decides, the embedding only when its
     # validation loss is lower by more than the split's noise, then the chosen inputs train
     # with every member (see MultiTaskNet's numeric_embedding); where there is nothing to

@@ -146,6 +146,9 @@ def test_auto_bins_grow_with_the_rows_given_to_fit(tmp_path):
                           random_state=0).fit(X, y[["amount"]])
     assert set(chosen.embedding_scores_) == {"none", "ple", "ple@10"}
     assert chosen.n_bins_ in (8, 10) and np.isfinite(list(chosen.embedding_scores_.values())).all()
+    again = MultiTaskNet(tasks={"amount": "regression"}, hidden=(8,), max_epochs=4, n_ensemble=2,
+                         random_state=0).fit(X, y[["amount"]])          # three probes, same seed
+    pd.testing.assert_frame_equal(again.predict(X.head(50)), chosen.predict(X.head(50)))
     chosen.save(tmp_path / "m")                                       # the file keeps all three
     assert polyhead.load(tmp_path / "m").embedding_scores_ == chosen.embedding_scores_
     small = MultiTaskNet(tasks={"amount": "regression"}, hidden=(8,), max_epochs=4, n_ensemble=2,

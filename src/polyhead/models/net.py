@@ -509,7 +509,9 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     def _fit_choosing_embedding(self, X: Any, y: Any, sample_weight: Any) -> MultiTaskNet:
         """``numeric_embedding="auto"``: two probes, one without an embedding and one with
         piecewise-linear embeddings, each of ``probe_members_`` members, on the same rows, split
-        and seed; the embedded one wins only when its validation loss is lower beyond the noise
+        and seed (a third with the grown bins where ``n_bins="auto"`` grows them, which
+        replaces the 8-bin probe only when its validation loss is lower beyond the noise); the
+        embedded one wins only when its validation loss is lower beyond the noise
         (:func:`_choice_z`). The winner trains again with every member (or, with no more
         members than a probe, is kept as it is) and becomes this estimator's fitted state."""
         from sklearn.base import clone

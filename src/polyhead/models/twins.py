@@ -217,9 +217,9 @@ def choose(states: list[Any], features: np.ndarray, y: pd.DataFrame,
     if not slots:
         return None
     keys = row_keys(features)
-    part = TwinTable.build(keys, slots, train)
-    if not np.isin(keys[valid], part.keys).any():
+    if not np.isin(keys[valid], keys[train]).any():  # no validation row has a twin: no table
         return None
+    part = TwinTable.build(keys, slots, train)
     alphas: dict[str, float] = {}
     for state in states:
         if state.name not in slots:

@@ -137,3 +137,5 @@ def test_mix_keeps_outputs_where_no_twin_is_known():
     np.testing.assert_allclose(twins.mix(out, twin, 0.5), [[0.5, 2.0], [3.0, 4.0]])
     keys = twins.row_keys(np.array([[0.0, 1.0], [-0.0, 1.0], [0.0, 2.0]], dtype=np.float32))
     assert keys[0] == keys[1] != keys[2]                                # -0.0 is 0.0
+    rows = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
+    np.testing.assert_array_equal(twins.row_keys(rows, chunk=64), twins.row_keys(rows))  # chunks

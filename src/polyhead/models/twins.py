@@ -41,10 +41,15 @@ MIN_ROWS = 10
 Z = 1.5
 
 
-def row_keys(features: np.ndarray) -> np.ndarray:
-    """A 64-bit key per row of the encoded feature matrix (equal rows, equal keys)."""
-    frame = pd.DataFrame(np.ascontiguousarray(features, dtype=np.float32) + np.float32(0.0))
-    return pd.util.hash_pandas_object(frame, index=False).to_numpy().view(np.int64)
+def row_keys(features: np.ndarray, chunk: int = 65536) -> np.ndarray:
+    """A 64-bit key per row of the encoded feature matrix (equal rows, equal keys; -0.0 is
+    0.0), hashed ``chunk`` rows at a time so a large matrix is never copied whole."""
+    keys = np.empty(len(features), dtype=np.int64)
+    for start in range(0, len(features), chunk):
+        part = np.asarray(features[start:start + chunk], dtype=np.float32) + np.float32(0.0)
+        hashed = pd.util.hash_pandas_object(pd.DataFrame(part), index=False).to_numpy()
+        keys[start:start + len(part)] = hashed.view(np.int64)
+    return keys
 
 
 def _slots(states: list[Any], y: pd.DataFrame, weights: Mapping[str, np.ndarray | None]) -> dict[str, list[Any]]:

@@ -139,3 +139,14 @@ def test_mix_keeps_outputs_where_no_twin_is_known():
     assert keys[0] == keys[1] != keys[2]                                # -0.0 is 0.0
     rows = np.random.default_rng(0).normal(size=(1000, 3)).astype(np.float32)
     np.testing.assert_array_equal(twins.row_keys(rows, chunk=64), twins.row_keys(rows))  # chunks
+
+
+def test_separate_nets_each_keep_their_own_table_through_the_file(tmp_path):
+    X, y = repeated()
+    tasks = [Task("amount", kind="regression"), Task("kind", kind="binary")]
+    model = polyhead.Separate(MultiTaskNet(tasks=tasks, **TWINS), random_state=0).fit(
+        X, y[["amount", "kind"]])
+    inner = model.estimators_.values() if isinstance(model.estimators_, dict) else model.estimators_
+    assert [e.twins_.alphas for e in inner] == [{"amount": 1.0}, {"kind": 1.0}]
+    model.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(polyhead.load(tmp_path / "m").predict(X), model.predict(X))

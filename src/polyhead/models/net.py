@@ -188,14 +188,10 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     n_bins : int, "auto" or None, default=None
         Quantile bins of the piecewise-linear embedding (None: the preset's, "auto" for
         ``preset="default"`` and "best", 32 otherwise); the value used is in ``n_bins_``.
-        "auto" (:func:`polyhead.nn.inputs.auto_bins`): 8 up to 3,200 training rows; on more
-        rows (one more bin per 400, at most 64) ``numeric_embedding="auto"`` probes both 8 bins
-        and the grown count, which must beat 8 beyond the noise (its probe's loss is in
-        ``embedding_scores_`` as "ple@<bins>"). On the 19 sets of ``benchmarks/quality.py``
-        more bins lose on the small ones (16: 0.894 of LightGBM's error over the 18 sets under
-        10k rows against 0.878 with 8) and win on the one large one (adult, 30k rows: 0.4297
-        with 8, 0.4225 with 32, 0.4213 with 64), but lose on bike sharing's 13k rows
-        (``benchmarks/kinds.py``: regression deviance 4.65 / 7.19 with 32 against 4.07 / 6.99).
+        "auto" (:func:`polyhead.nn.inputs.auto_bins`, with the measurements behind it): 8 up
+        to 3,200 training rows; on more rows (one more bin per 400, at most 64)
+        ``numeric_embedding="auto"`` probes both 8 bins and the grown count, which must beat 8
+        beyond the noise (its probe's loss is in ``embedding_scores_`` as "ple@<bins>").
     d_embedding : int, default=16
         Width of each numeric embedding, and of each category embedding.
     embed_above : int or None, default=None

@@ -91,11 +91,18 @@ class TwinTable:
                 table.sums[slot.key] = sums
         return table
 
-    def twin_outputs(self, state: Any, keys: np.ndarray) -> np.ndarray:
-        """The task's outputs from the twins' labels, NaN where a row has no labelled twin."""
+    def lookup(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's row in the table and whether it is there (once per batch of rows, for
+        every task)."""
         position = np.searchsorted(self.keys, keys)
         position = np.minimum(position, max(len(self.keys) - 1, 0))
         found = (self.keys[position] == keys) if len(self.keys) else np.zeros(len(keys), bool)
+        return position, found
+
+    def twin_outputs(self, state: Any, looked_up: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+        """The task's outputs from the twins' labels (rows as :meth:`lookup` found them), NaN
+        where a row has no labelled twin."""
+        position, found = looked_up
         results = {}
         for key in self.slot_keys(state):
             counts = np.where(found, self.counts[key][position], 0.0)
@@ -113,11 +120,12 @@ class TwinTable:
               members: bool) -> dict[str, np.ndarray]:
         """``part`` (per task, outputs ``(rows, ...)``, or ``(K, rows, ...)`` with ``members``)
         with each recalling task's rows that have a twin blended towards the twins."""
+        looked_up = self.lookup(keys)
         for state in states:
             alpha = self.alphas.get(state.name)
             if alpha is None:
                 continue
-            twin = self.twin_outputs(state, keys)
+            twin = self.twin_outputs(state, looked_up)
             part[state.name] = mix(part[state.name], twin[None] if members else twin, alpha)
         return part
 
@@ -225,11 +233,12 @@ def choose(states: list[Any], features: np.ndarray, y: pd.DataFrame,
     if not np.isin(keys[valid], keys[train]).any():  # no validation row has a twin: no table
         return None
     part = TwinTable.build(keys, slots, train)
+    looked_up = part.lookup(keys[valid])
     alphas: dict[str, float] = {}
     for state in states:
         if state.name not in slots:
             continue
-        twin = part.twin_outputs(state, keys[valid])
+        twin = part.twin_outputs(state, looked_up)
         truth = _label_outputs(state, slots[state.name], valid)
         alpha = _task_alpha(np.asarray(outputs[state.name], dtype=float), twin, truth)
         if alpha is not None:

@@ -713,7 +713,7 @@ def info(
         "architecture": {k: v for k, v in (manifest.get("architecture") or {}).items()
                          if k not in ("summary", "input_names")},
         "params": manifest.get("params"), "training": training,
-        "twins": manifest.get("twins"),
+        "twins": manifest.get("twins"), "shrinkage": manifest.get("shrinkage"),
     }
     if json_out:
         _print_json(summary)
@@ -748,6 +748,10 @@ def info(
         recall = ", ".join(f"{task} (alpha {alpha})" for task, alpha in twins["alphas"].items())
         console.print(f"[bold]Twins[/]: rows equal to one of {twins.get('rows')} training rows "
                       f"recall its labels for {recall}", markup=True)
+    shrunk = manifest.get("shrinkage") or {}
+    if isinstance(shrunk, dict) and shrunk:
+        factors = ", ".join(f"{key} (factor {value[0]:.2f})" for key, value in shrunk.items())
+        console.print(f"[bold]Shrinkage[/]: toward the training mean for {factors}", markup=True)
 
 
 def _manifest_tasks(manifest: dict[str, Any]) -> list[Any]:

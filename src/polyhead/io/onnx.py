@@ -307,6 +307,7 @@ def _units_part(model: Any, features: str, b: _Builder) -> tuple[dict[str, tuple
     from ..models.sklearn_base import ConstantUnit
 
     by_key = {s[0]: s for s in model.slots_}
+    shrunk = getattr(model, "shrinkage_", {})
     slots: dict[str, str] = {}
     parts = []
     width = model.features_.n_outputs_
@@ -328,6 +329,10 @@ def _units_part(model: Any, features: str, b: _Builder) -> tuple[dict[str, tuple
             values = out["variable"]
             for j, key in enumerate(keys):
                 column = b.op("Gather", [values, b.const(np.int64(j))], axis=1)
+                if key in shrunk:  # mean + factor * (column - mean), as shrinkage.apply
+                    factor, mean = shrunk[key]
+                    column = b.op("Add", [b.op("Mul", [column, b.const(np.float32(factor))]),
+                                          b.const(np.float32(mean * (1 - factor)))])
                 slots[key] = column
             continue
         probabilities = out["probabilities"]

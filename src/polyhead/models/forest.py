@@ -56,6 +56,13 @@ class MultiTaskForest(SklearnMultiTask):
         (:mod:`polyhead.parallel`).
     max_categories : int, default=64
         One-hot slots per categorical column; rarer categories share an "other" slot.
+    shrinkage : {"auto", "none"}, default="auto"
+        "auto": each regression output is pulled toward its training mean by the least-squares
+        factor measured on its out-of-bag rows (random forests; extra trees draw no bootstrap
+        sample and are never shrunk), where that lowers their squared error beyond the noise
+        (:mod:`polyhead.models.shrinkage`); ``shrinkage_`` maps each shrunk output to its
+        (factor, mean). An output the model cannot predict then scores like the mean instead of
+        worse. "none": predictions as the fitted models make them.
 
     Examples
     --------
@@ -69,6 +76,7 @@ class MultiTaskForest(SklearnMultiTask):
     _standardize_features = False
     _parameter_constraints: dict[str, list[Any]] = {
         "kind": [P.options("random_forest", "extra_trees")],
+        "shrinkage": [P.options("auto", "none")],
         "n_estimators": [P.Interval(int, 1, None)],
         "max_depth": [P.NONE, P.Interval(int, 1, None)],
         "min_samples_leaf": [P.options("auto"), P.Interval(int, 1, None),
@@ -81,7 +89,7 @@ class MultiTaskForest(SklearnMultiTask):
                  n_estimators: int = 100, max_depth: int | None = None,
                  min_samples_leaf: int | float | str = "auto", max_features: Any = "auto",
                  random_state: int | None = None, n_jobs: int | None = None,
-                 max_categories: int = 64) -> None:
+                 max_categories: int = 64, shrinkage: str = "auto") -> None:
         self.tasks = tasks
         self.kind = kind
         self.n_estimators = n_estimators
@@ -91,6 +99,7 @@ class MultiTaskForest(SklearnMultiTask):
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.max_categories = max_categories
+        self.shrinkage = shrinkage
 
     objectives = ("regression", "classification", "poisson")
 
@@ -119,4 +128,24 @@ class MultiTaskForest(SklearnMultiTask):
     def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
                    weight: np.ndarray | None) -> Any:
         model = self._forest(group[0].objective)
-        return model.fit(F, y, **fit_params(model, weight))
+        model.fit(F, y, **fit_params(model, weight))
+        if (self.shrinkage == "auto" and group[0].objective == "regression"
+                and getattr(model, "bootstrap", False)):
+            self._heldout = out_of_bag(model, F)
+        return model
+
+
+def out_of_bag(forest: Any, F: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's prediction by the trees whose bootstrap sample left it out: the positions of
+    the rows some tree left out (with 100 trees, all of them), and their predictions."""
+    n = len(F)
+    total, count = np.zeros((n, forest.n_outputs_)), np.zeros(n)
+    for tree, drawn in zip(forest.estimators_, forest.estimators_samples_, strict=True):
+        left_out = np.ones(n, dtype=bool)
+        left_out[drawn] = False
+        if not left_out.any():  # a tiny sample: this tree drew every row
+            continue
+        total[left_out] += tree.predict(F[left_out]).reshape(int(left_out.sum()), -1)
+        count[left_out] += 1
+    seen = np.flatnonzero(count > 0)
+    return seen, total[seen] / count[seen, None]

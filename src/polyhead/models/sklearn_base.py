@@ -17,6 +17,7 @@ refused with a line saying how to re-save them (``polyhead upgrade``, :mod:`poly
 from __future__ import annotations
 
 import json
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -129,6 +130,8 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
     _common: dict[str, list[Any]] = {"random_state": [P.SEED], "n_jobs": [P.NONE, P.Interval(int, -1, None)],
                                      "max_categories": [P.Interval(int, 1, None)]}
     max_categories: int
+    #: what ``_fit_group`` leaves for ``shrinkage="auto"``: (positions, held-out predictions)
+    _heldout: tuple[np.ndarray, np.ndarray] | None = None
 
     def fit(self, X: Any, y: Any = None, sample_weight: Any = None) -> Any:
         """Fit on features ``X`` and targets ``y`` (one column per task).
@@ -186,6 +189,7 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
 
     def _fit_each(self, F: np.ndarray, slots: list[Slot]) -> list[tuple[list[str], Any]]:
         units = []
+        self.shrinkage_: dict[str, tuple[float, float]] = {}
         for group in self._groups(slots):
             rows, y, weight = stack_targets(group)
             keys = [s.key for s in group]
@@ -196,8 +200,31 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
                 if len(present) < 2:
                     units.append((keys, ConstantUnit(int(present[0]), group[0].n_classes)))
                     continue
+            self._heldout = None
             units.append((keys, self._fit_group(group, F[rows], y, weight)))
+            self._shrink_group(group, y, weight)
         return units
+
+    def _shrink_group(self, group: list[Slot], y: np.ndarray, weight: np.ndarray | None) -> None:
+        """``shrinkage="auto"``: each regression output of the group gets the factor its
+        held-out predictions support (:mod:`polyhead.models.shrinkage`); ``_fit_group`` leaves
+        them in ``self._heldout`` as (positions in the group's rows, predictions)."""
+        from . import shrinkage
+
+        held, self._heldout = self._heldout, None
+        if held is None or getattr(self, "shrinkage", "none") != "auto" or group[0].objective != "regression":
+            return
+        positions, pred = held
+        if not len(positions):
+            return
+        pred = np.asarray(pred, dtype=float).reshape(len(positions), -1)
+        Y = y.reshape(len(y), -1)
+        for j, slot in enumerate(group):
+            mean = shrinkage.training_mean(Y[:, j], weight)
+            factor = shrinkage.choose(pred[:, j], Y[positions, j], mean,
+                                      None if weight is None else weight[positions])
+            if factor is not None:
+                self.shrinkage_[slot.key] = (factor, mean)
 
     def _fit_group(self, group: list[Slot], F: np.ndarray, y: np.ndarray,
                    weight: np.ndarray | None) -> Any:  # pragma: no cover - abstract
@@ -219,6 +246,7 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         from threadpoolctl import threadpool_limits
 
         from ..parallel import tree_threads
+        from . import shrinkage
 
         F = self.features_.transform(X)
         by_key = {s[0]: s for s in self.slots_}
@@ -227,6 +255,8 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
             for keys, model in self.units_:
                 for key, out in zip(keys, self._predict_unit(model, F, [by_key[k] for k in keys]), strict=True):
                     results[key] = out
+        for key, (factor, mean) in getattr(self, "shrinkage_", {}).items():
+            results[key] = shrinkage.apply(results[key], factor, mean)
         return {t.name: t.from_slots(results) for t in self.task_states_}
 
     # -- persistence -------------------------------------------------------------------------
@@ -254,7 +284,8 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
         units: list[dict[str, Any]] = []
         state = {"slots": [list(s) for s in self.slots_], "units": units,
                  "feature_standardize": self._standardize_features,
-                 "n_inputs": self.features_.n_outputs_}
+                 "n_inputs": self.features_.n_outputs_,
+                 "shrinkage": {k: list(v) for k, v in getattr(self, "shrinkage_", {}).items()}}
         self._files: dict[str, bytes] = {}
         for i, (keys, model) in enumerate(self.units_):
             fmt, data = self._unit_to_bytes(model)
@@ -319,6 +350,23 @@ class SklearnMultiTask(MultiTaskMixin, BaseEstimator):
                                      f"feature encoder makes {self.features_.n_outputs_}")
             units.append((list(keys), model))
         self.units_ = units
+        self.shrinkage_ = _read_shrinkage(manifest.get("shrinkage", {}), self.slots_)
+
+
+def _read_shrinkage(entries: Any, slots: list[SlotInfo]) -> dict[str, tuple[float, float]]:
+    """A model file's shrinkage factors, checked: regression outputs only, a factor in [0, 1)
+    and a finite mean."""
+    regression = {s[0] for s in slots if s[2] == "regression"}
+    if not isinstance(entries, dict):
+        raise ModelFileError("invalid shrinkage: a mapping from output to [factor, mean] is needed")
+    out: dict[str, tuple[float, float]] = {}
+    for key, value in entries.items():
+        ok = (key in regression and isinstance(value, list) and len(value) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value))
+        if not ok or not (0 <= value[0] < 1 and math.isfinite(value[1])):
+            raise ModelFileError(f"invalid shrinkage entry {key!r}: {value!r}")
+        out[key] = (float(value[0]), float(value[1]))
+    return out
 
 
 def _unit_width(model: Any) -> int | None:

@@ -242,8 +242,9 @@ REFERENCE_DEVICES = ("realmlp", "tabm")
 #: version-12 (9) results, and "fast" and "balanced", were copied under version 13 (10))
 #: forest 3 and linear 2: shrinkage="auto" (regression outputs pulled toward their mean where
 #: out-of-bag / cross-fitted rows say so); the sets without a regression task (yeast, emotions,
-#: scene, enron, flags, tox21) cannot change and were copied from versions 2 and 1
-DEFAULTS_VERSION = {"net": 13, "separate-net": 10, "gbm": 5, "forest": 3, "linear": 2,
+#: scene, enron, flags, tox21) cannot change and were copied from versions 2 and 1.
+#: linear 3: alpha="auto" (the elastic net's strength by cross-fitted folds); the same six copied
+DEFAULTS_VERSION = {"net": 13, "separate-net": 10, "gbm": 5, "forest": 3, "linear": 3,
                     "realmlp": 2, "tabm": 2}
 
 

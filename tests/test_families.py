@@ -149,6 +149,33 @@ def test_linear_fits_regression_jointly():
     assert kinds == ["MultiTaskElasticNet", "LogisticRegression"]
 
 
+def test_linear_alpha_auto_picks_the_strength_its_folds_prefer(tmp_path):
+    """alpha="auto": the strongest penalty (every coefficient 0) for targets no feature
+    explains, a weaker one where a few of many features carry the signal; the same for a seed;
+    kept through the model file. A fixed alpha is used as given."""
+    from polyhead.models import linear
+
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame(rng.normal(size=(300, 30)), columns=[f"x{i}" for i in range(30)])
+    noise = pd.DataFrame({"a": rng.normal(size=300), "b": rng.normal(size=300)})
+    model = MultiTaskLinear(random_state=0).fit(X, noise)
+    standardised = np.column_stack([(noise[c] - noise[c].mean()) / noise[c].std(ddof=0) for c in noise])
+    grid = model._alphas(model.features_.transform(X), standardised)
+    assert len(grid) == linear.N_ALPHAS
+    assert model.alphas_["a"] == pytest.approx(grid[0]) and model.alphas_["a"] == model.alphas_["b"]
+    assert np.allclose(np.vstack([u.coef_ for _, u in model.units_]), 0)
+    signal = pd.DataFrame({"a": 2 * X["x0"] - X["x1"] + 0.5 * rng.normal(size=300),
+                           "b": X["x2"] + 0.5 * rng.normal(size=300)})
+    fitted = MultiTaskLinear(random_state=0).fit(X, signal)
+    top = fitted._alphas(fitted.features_.transform(X), np.column_stack(
+        [(signal[c] - signal[c].mean()) / signal[c].std(ddof=0) for c in signal]))[0]
+    assert fitted.alphas_["a"] < top / 10
+    assert fitted.alphas_ == MultiTaskLinear(random_state=0).fit(X, signal).alphas_
+    fitted.save(tmp_path / "m")
+    assert polyhead.load(tmp_path / "m").alphas_ == fitted.alphas_
+    assert MultiTaskLinear(alpha=0.05).fit(X, signal).alphas_ == {"a": 0.05, "b": 0.05}
+
+
 @pytest.mark.parametrize("backend", ["lightgbm", "xgboost"])
 def test_optional_boosters(backend, tmp_path):
     pytest.importorskip(backend)

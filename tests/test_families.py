@@ -176,6 +176,34 @@ def test_linear_alpha_auto_picks_the_strength_its_folds_prefer(tmp_path):
     assert MultiTaskLinear(alpha=0.05).fit(X, signal).alphas_ == {"a": 0.05, "b": 0.05}
 
 
+def test_linear_C_auto_picks_the_penalty_its_folds_prefer(tmp_path):
+    """C="auto": the strongest penalty for a label no feature explains, a weak one for a label
+    one feature decides; a rare label (a fold's training rows may hold one class) still fits;
+    the same for a seed; kept through the model file."""
+    from polyhead.models import linear
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame(rng.normal(size=(300, 20)), columns=[f"x{i}" for i in range(20)])
+    rare = np.zeros(300, dtype=int)
+    rare[[5, 150]] = 1
+    y = pd.DataFrame({"noise": rng.integers(0, 2, 300), "clear": (X["x0"] > 0).astype(int),
+                      "rare": rare})
+    model = MultiTaskLinear(random_state=0).fit(X, y)
+    chosen = {keys[0]: unit.C for keys, unit in model.units_}
+    assert chosen["noise"] == linear.CS[0] and chosen["clear"] >= 10
+    assert set(chosen.values()) <= set(linear.CS)
+    again = MultiTaskLinear(random_state=0).fit(X, y)
+    assert chosen == {keys[0]: unit.C for keys, unit in again.units_}
+    model.save(tmp_path / "m")
+    pd.testing.assert_frame_equal(polyhead.load(tmp_path / "m").predict_proba(X)["clear"],
+                                  model.predict_proba(X)["clear"])
+    fixed = MultiTaskLinear(C=0.5).fit(X, y)
+    assert {unit.C for _, unit in fixed.units_} == {0.5}
+    # without a seed the folds are still fixed: a linear fit is deterministic
+    pd.testing.assert_frame_equal(MultiTaskLinear().fit(X, y).predict_proba(X)["clear"],
+                                  MultiTaskLinear().fit(X, y).predict_proba(X)["clear"])
+
+
 @pytest.mark.parametrize("backend", ["lightgbm", "xgboost"])
 def test_optional_boosters(backend, tmp_path):
     pytest.importorskip(backend)

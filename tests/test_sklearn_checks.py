@@ -28,7 +28,8 @@ WEIGHTS_ARE_NOT_REPEATS = {
                        "often, a weighted one is not",
     "MultiTaskGBM": "the early-stopping split draws rows, so repeated rows land in both halves",
     "MultiTaskLinear": "the elastic net's penalty is scaled by the number of rows, which repeating "
-                       "rows changes and weighting does not",
+                       "rows changes and weighting does not; the folds that choose the penalties "
+                       "draw rows",
     "Separate": "one network per task: see MultiTaskNet",
     "SingleTarget": "the target is standardised with unweighted statistics, so repeating rows "
                     "changes the scale and weighting does not",

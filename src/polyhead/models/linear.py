@@ -19,6 +19,8 @@ FOLDS = 5
 N_ALPHAS = 10
 #: the strength of the count and quantile outputs under ``alpha="auto"`` (and the old default)
 FIXED_ALPHA = 0.01
+#: inverse strengths ``C="auto"`` tries for the logistic regressions, strongest penalty first
+CS = (0.001, 0.01, 0.1, 1.0, 10.0, 100.0)
 
 
 @register_estimator
@@ -49,10 +51,19 @@ class MultiTaskLinear(SklearnMultiTask):
         (scpf 0.9140 against 0.8898, edm 0.7843 against 0.7738), at 2.10x LightGBM's fit time
         against 0.66x.
     l1_ratio : float, default=0.5
-    C : float, default=1.0
-        Inverse regularisation of the logistic regressions.
+    C : float or "auto", default="auto"
+        Inverse regularisation of the logistic regressions. "auto" (the default): each class
+        output's chosen among ``CS`` (0.001 to 100, by tens) by the log loss of predictions
+        cross-fitted on ``FOLDS`` (5) folds. On ``benchmarks/quality.py``'s 10 sets with a class
+        task, "auto" against the old fixed 1.0: 1.071 against 1.170 of per-target LightGBM's
+        error, better on 7 sets (scene 0.0748 against 0.1173, tox21 0.2111 against 0.2743, enron
+        0.2656 against 0.3096, yeast 0.3147 against 0.3332), worse on 3 (emotions 0.1817 against
+        0.1754, penguins 0.1884 against 0.1874, flags by 0.0003), at 1.73x LightGBM's fit time
+        against 0.23x.
     max_iter : int, default=2000
     random_state : int or None
+        The shuffle of the cross-fitted folds (None: the same shuffle as 0, so a fit is
+        deterministic).
     n_jobs : int or None
         Threads for BLAS, with scikit-learn's meaning; None follows polyhead's thread policy
         (:mod:`polyhead.parallel`).
@@ -71,12 +82,12 @@ class MultiTaskLinear(SklearnMultiTask):
         "alpha": [P.options("auto"), P.Interval(float, 0, None)],
         "shrinkage": [P.options("auto", "none")],
         "l1_ratio": [P.Interval(float, 0, 1)],
-        "C": [P.Interval(float, 0, None, "neither")],
+        "C": [P.options("auto"), P.Interval(float, 0, None, "neither")],
         "max_iter": [P.Interval(int, 1, None)],
     }
 
     def __init__(self, tasks: TaskSpec = None, *, alpha: float | str = "auto", l1_ratio: float = 0.5,
-                 C: float = 1.0, max_iter: int = 2000, random_state: int | None = None,
+                 C: float | str = "auto", max_iter: int = 2000, random_state: int | None = None,
                  n_jobs: int | None = None, max_categories: int = 64, shrinkage: str = "auto") -> None:
         self.tasks = tasks
         self.alpha = alpha
@@ -115,8 +126,12 @@ class MultiTaskLinear(SklearnMultiTask):
             model = cls(alpha=fixed, l1_ratio=self.l1_ratio, max_iter=self.max_iter,
                         random_state=self.random_state)
         elif objective == "classification":
-            model = LogisticRegression(C=self.C, max_iter=self.max_iter,
+            model = LogisticRegression(C=1.0 if self.C == "auto" else self.C, max_iter=self.max_iter,
                                        random_state=self.random_state)
+            if self.C == "auto":
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", ConvergenceWarning)
+                    model.set_params(C=self._choose_C(model, F, y, weight))
         elif objective == "poisson":
             model = PoissonRegressor(alpha=fixed, max_iter=self.max_iter)
         else:
@@ -129,6 +144,37 @@ class MultiTaskLinear(SklearnMultiTask):
                 model.set_params(alpha=chosen)
                 self._heldout = held
             return model.fit(F, y, **fit_params(model, weight))
+
+    def _choose_C(self, model: Any, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> float:
+        """``C="auto"``: the inverse strength in ``CS`` with the lowest log loss of predictions
+        cross-fitted on ``FOLDS`` folds (a fold whose training rows hold one class is skipped;
+        each fold walks ``CS`` from the strongest penalty, warm-started)."""
+        from sklearn.base import clone
+
+        if len(y) < 2 * FOLDS:
+            return 1.0
+        chunks = self._folds(len(y))
+        losses = np.zeros(len(CS))
+        w = np.ones(len(y)) if weight is None else weight
+        for i, rows in enumerate(chunks):
+            fit = np.concatenate(chunks[:i] + chunks[i + 1:])
+            if len(np.unique(y[fit])) < 2:
+                continue
+            part = clone(model).set_params(warm_start=True)
+            for j, C in enumerate(CS):
+                part.set_params(C=C).fit(F[fit], y[fit], **fit_params(model, None if weight is None else weight[fit]))
+                proba = part.predict_proba(F[rows])
+                position = {int(c): k for k, c in enumerate(part.classes_)}
+                picked = np.array([proba[r, position[int(c)]] if int(c) in position else 0.0
+                                   for r, c in enumerate(y[rows])])
+                losses[j] -= float(np.sum(w[rows] * np.log(np.clip(picked, 1e-6, 1.0))))
+        return float(CS[int(np.argmin(losses))])
+
+    def _folds(self, n: int) -> list[np.ndarray]:
+        """``FOLDS`` random folds of ``n`` rows, fixed by ``random_state`` (None: seed 0, so the
+        linear model stays deterministic, as scikit-learn's ElasticNetCV is)."""
+        rng = np.random.default_rng(0 if self.random_state is None else self.random_state)
+        return np.array_split(rng.permutation(n), FOLDS)
 
     @property
     def alphas_(self) -> dict[str, float]:
@@ -156,7 +202,7 @@ class MultiTaskLinear(SklearnMultiTask):
 
         if len(y) < 2 * FOLDS:
             return alphas[0] if len(alphas) == 1 else FIXED_ALPHA, None
-        chunks = np.array_split(np.random.default_rng(self.random_state).permutation(len(y)), FOLDS)
+        chunks = self._folds(len(y))
         pred = np.zeros((len(alphas), len(y), 1 if y.ndim == 1 else y.shape[1]))
         for i, rows in enumerate(chunks):
             fit = np.concatenate(chunks[:i] + chunks[i + 1:])

@@ -164,9 +164,9 @@ class MultiTaskLinear(SklearnMultiTask):
             for j, C in enumerate(CS):
                 part.set_params(C=C).fit(F[fit], y[fit], **fit_params(model, None if weight is None else weight[fit]))
                 proba = part.predict_proba(F[rows])
-                position = {int(c): k for k, c in enumerate(part.classes_)}
-                picked = np.array([proba[r, position[int(c)]] if int(c) in position else 0.0
-                                   for r, c in enumerate(y[rows])])
+                column = np.searchsorted(part.classes_, y[rows]).clip(0, len(part.classes_) - 1)
+                seen = part.classes_[column] == y[rows]  # a class the fold's training lacked: 0
+                picked = np.where(seen, proba[np.arange(len(rows)), column], 0.0)
                 losses[j] -= float(np.sum(w[rows] * np.log(np.clip(picked, 1e-6, 1.0))))
         return float(CS[int(np.argmin(losses))])
 

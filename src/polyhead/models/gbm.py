@@ -210,23 +210,22 @@ class MultiTaskGBM(SklearnMultiTask):
                 model, best = train(slot, F, y, weight, self.n_estimators, fit, valid)
                 rounds.append(self._refit_rounds(best, len(fit), len(y)))
                 held.append((valid, self._held_out(model, slot, F[valid])))
-            if slot.objective == "regression":  # every row predicted by the fold that left it out
+            if slot.objective == "regression" and self.shrinkage == "auto":  # every row, held out once
                 self._heldout = (np.concatenate([v for v, _ in held]),
                                  np.concatenate([p.reshape(len(v), -1) for v, p in held]))
             return train(slot, F, y, weight, max(1, round(float(np.mean(rounds)))))[0]
         fit, valid = self._split(len(y), classes)
         model, best = train(slot, F, y, weight, self.n_estimators, fit, valid)
-        if slot.objective == "regression":
+        if slot.objective == "regression" and self.shrinkage == "auto":
             self._heldout = (valid, self._held_out(model, slot, F[valid]))
         if not self._refits():
             return model
         return train(slot, F, y, weight, self._refit_rounds(best, len(fit), len(y)))[0]
 
-    @staticmethod
-    def _held_out(model: Any, slot: Slot, F: np.ndarray) -> np.ndarray:
-        """The early-stopped model's predictions of its validation rows (regression outputs:
-        what ``shrinkage="auto"`` measures; nothing is predicted for the other objectives)."""
-        if slot.objective != "regression":
+    def _held_out(self, model: Any, slot: Slot, F: np.ndarray) -> np.ndarray:
+        """The early-stopped model's predictions of its validation rows (regression outputs
+        under ``shrinkage="auto"``, what it measures; nothing is predicted otherwise)."""
+        if slot.objective != "regression" or self.shrinkage != "auto":
             return np.empty(0)
         return np.asarray(model.predict(F), dtype=float)
 

@@ -128,10 +128,6 @@ class MultiTaskLinear(SklearnMultiTask):
         elif objective == "classification":
             model = LogisticRegression(C=1.0 if self.C == "auto" else self.C, max_iter=self.max_iter,
                                        random_state=self.random_state)
-            if self.C == "auto":
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", ConvergenceWarning)
-                    model.set_params(C=self._choose_C(model, F, y, weight))
         elif objective == "poisson":
             model = PoissonRegressor(alpha=fixed, max_iter=self.max_iter)
         else:
@@ -143,6 +139,8 @@ class MultiTaskLinear(SklearnMultiTask):
                 chosen, held = self._cross_fitted(model, F, y, weight, alphas)
                 model.set_params(alpha=chosen)
                 self._heldout = held
+            elif objective == "classification" and self.C == "auto":
+                model.set_params(C=self._choose_C(model, F, y, weight))
             return model.fit(F, y, **fit_params(model, weight))
 
     def _choose_C(self, model: Any, F: np.ndarray, y: np.ndarray, weight: np.ndarray | None) -> float:

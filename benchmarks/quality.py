@@ -20,6 +20,10 @@ Model specs: ``net``, ``separate-net``, ``gbm``, ``forest``, ``linear``, ``light
 model, split) under ``--out`` (default benchmarks/results/quality, kept in git): a rerun fits only what is missing (``--rerun SPEC`` refits one).
 
     python benchmarks/quality.py [--sets enb,yeast] [--models net,lightgbm] [--jobs 2] [--no-fit]
+
+``--sets validation`` runs the nine sets no default was ever chosen on (sf1, oes10, osales,
+andro, medical, genbase, foodtruck, sider, clintox; kept under ``--out
+benchmarks/results/validation``): whether the defaults carry over to data nobody tuned on.
 """
 
 from __future__ import annotations
@@ -250,6 +254,17 @@ DEFAULTS_VERSION = {"net": 13, "separate-net": 10, "gbm": 5, "forest": 3, "linea
                     "realmlp": 2, "tabm": 2}
 
 
+def set_names(text: str) -> list[str]:
+    """``--sets``: names separated by commas; "validation" stands for the sets no default was
+    chosen on (``datasets.VALIDATION``)."""
+    import datasets
+
+    names: list[str] = []
+    for name in filter(None, (s.strip() for s in text.split(","))):
+        names.extend(datasets.VALIDATION if name == "validation" else [name])
+    return names
+
+
 def cache_path(out: Path, set_name: str, spec: str, split: int) -> Path:
     version = DEFAULTS_VERSION.get(spec.partition(":")[0], 1)
     key = hashlib.sha1((spec if version == 1 else f"{spec}|v{version}").encode()).hexdigest()[:10]
@@ -329,7 +344,7 @@ def main() -> None:
     sep = ";" if ";" in args.models else ","
     models = [m.strip() for m in args.models.split(sep) if m.strip()]
     rerun = {m.strip() for m in args.rerun.split(";") if m.strip()}
-    sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    sets = set_names(args.sets)
     out = Path(args.out)
     archived = _archived(out)
     jobs, rows = [], []

@@ -106,3 +106,27 @@ def test_results_are_written_whole_and_leave_no_temporary(quality, tmp_path):
     quality.write_atomic(target, "second")
     assert target.read_text() == "second"
     assert [p.name for p in target.parent.iterdir()] == ["net-0.json"]
+
+
+def test_validation_names_the_sets_no_default_was_chosen_on(quality):
+    import datasets
+
+    names = quality.set_names("validation")
+    assert names == list(datasets.VALIDATION) and len(names) == 9
+    assert not set(names) & set(quality.DEFAULT_SETS)  # none of them tuned on
+    assert quality.set_names("enb, validation") == ["enb", *names]
+
+
+@pytest.mark.parametrize("name", ["sf1", "osales", "genbase", "foodtruck", "medical"])
+def test_validation_sets_load_with_their_splits(quality, name):
+    import datasets
+
+    data = datasets.load(name)
+    if data is None:
+        pytest.skip(f"{name} is not in ../shared/data")
+    assert len(data.X) == len(data.y) and data.splits
+    for train, test in data.splits:
+        assert not set(train) & set(test) and max(train.max(), test.max()) < len(data.X)
+    targets = {c for t in data.tasks for c in t.source_columns}
+    assert targets == set(data.y.columns) and not targets & set(data.X.columns)
+    assert "protein" not in data.X.columns  # genbase's identifier is not a feature

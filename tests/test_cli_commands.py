@@ -279,3 +279,26 @@ def test_param_none_is_a_choice_where_the_parameter_offers_it():
 
     params = _parse_params(["numeric_embedding=none", "embed_above=none", "n_bins=None"], MultiTaskNet)
     assert params == {"numeric_embedding": "none", "embed_above": None, "n_bins": None}
+
+
+def test_target_prefix_makes_a_block_of_label_columns_one_multilabel_task(tmp_path, capsys):
+    import polyhead
+    from polyhead.tasks import LABEL_BLOCK
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"x": rng.normal(size=80), "z": rng.normal(size=80)})
+    for i in range(LABEL_BLOCK):
+        frame[f"tag_{i}"] = (frame.x * (i - 3) + rng.normal(size=80) > 0).astype(int)
+    frame["tag_0"] = 0  # never positive here: still one of the labels
+    frame.to_csv(tmp_path / "tags.csv", index=False)
+    code, _, err = cli(capsys, "fit", tmp_path / "tags.csv", "--target-prefix", "tag_", "-m", "forest",
+                       "-o", tmp_path / "tags")
+    assert code == 0, err
+    tasks = polyhead.load(tmp_path / "tags").tasks_
+    assert list(tasks) == ["tag"] and tasks["tag"].kind == "multilabel"
+    assert list(tasks["tag"].columns) == [f"tag_{i}" for i in range(LABEL_BLOCK)]
+    # a condition on one of them keeps every column its own task
+    code, _, err = cli(capsys, "fit", tmp_path / "tags.csv", "--target-prefix", "tag_", "-m", "forest",
+                       "-t", "z", "--given", "z:1", "-o", tmp_path / "given")
+    assert code == 0, err
+    assert len(polyhead.load(tmp_path / "given").tasks_) == LABEL_BLOCK + 1

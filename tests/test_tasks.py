@@ -164,3 +164,64 @@ def test_fitted_task_round_trip():
     fitted = _fit("multiclass", ["lo", "hi", "mid"])
     again = task_from_dict(fitted.to_dict())
     assert again.classes.tolist() == fitted.classes.tolist() and again.task == fitted.task
+
+
+# -- a block of 0/1 label columns with tasks=None ---------------------------------------------
+def _label_frame(n_labels: int, rows: int = 60) -> pd.DataFrame:
+    rng = np.random.default_rng(0)
+    y = pd.DataFrame({f"tag{i}": rng.integers(0, 2, rows) for i in range(n_labels)})
+    y["price"] = rng.normal(size=rows)
+    return y
+
+
+def test_tasks_none_groups_a_block_of_label_columns_into_one_multilabel_task():
+    from polyhead.tasks import LABEL_BLOCK, resolve_tasks
+
+    y = _label_frame(LABEL_BLOCK)
+    y["tag3"] = 0  # no positive in these rows: still a label, not a regression column
+    tasks = resolve_tasks(None, y)
+    assert [(t.name, t.kind) for t in tasks] == [("labels", "multilabel"), ("price", "regression")]
+    assert list(tasks[0].columns) == [f"tag{i}" for i in range(LABEL_BLOCK)]
+
+
+def test_fewer_label_columns_stay_binary_tasks_and_given_tasks_are_never_grouped():
+    from polyhead.tasks import LABEL_BLOCK, resolve_tasks
+
+    y = _label_frame(LABEL_BLOCK - 1)
+    assert [t.kind for t in resolve_tasks(None, y)] == ["binary"] * (LABEL_BLOCK - 1) + ["regression"]
+    y = _label_frame(LABEL_BLOCK)
+    named = resolve_tasks([f"tag{i}" for i in range(LABEL_BLOCK)], y)  # named by the user
+    assert [t.kind for t in named] == ["binary"] * LABEL_BLOCK
+
+
+def test_label_columns_are_booleans_and_integers_of_0_and_1_only():
+    from polyhead.tasks import is_label_column
+
+    assert is_label_column(pd.Series([True, False, True]))
+    assert is_label_column(pd.Series([0, 1, 1]))
+    assert is_label_column(pd.Series([0, 0, 0]))  # constant in these rows
+    assert is_label_column(pd.Series([0.0, 1.0, np.nan]))  # integers pandas could not store
+    assert not is_label_column(pd.Series([0.0, 1.0, 1.0]))  # floats: regression, as infer_kind
+    assert not is_label_column(pd.Series([0, 1, 2]))
+    assert not is_label_column(pd.Series(["0", "1"]))
+    assert not is_label_column(pd.Series([np.nan, np.nan]))
+
+
+def test_the_block_takes_a_free_name():
+    from polyhead.tasks import LABEL_BLOCK, resolve_tasks
+
+    y = _label_frame(LABEL_BLOCK).rename(columns={"price": "labels"})
+    assert [t.name for t in resolve_tasks(None, y)] == ["labels_1", "labels"]
+
+
+def test_a_model_with_tasks_none_predicts_every_label_column_by_name():
+    from polyhead import MultiTaskForest
+    from polyhead.tasks import LABEL_BLOCK
+
+    rng = np.random.default_rng(1)
+    X = pd.DataFrame({"a": rng.normal(size=60), "b": rng.normal(size=60)})
+    y = _label_frame(LABEL_BLOCK)
+    model = MultiTaskForest(n_estimators=5, random_state=0).fit(X, y)
+    assert [t.kind for t in model.tasks_.values()] == ["multilabel", "regression"]
+    assert list(model.predict(X).columns) == list(y.columns)
+    assert set(np.unique(model.predict(X)[[f"tag{i}" for i in range(LABEL_BLOCK)]])) <= {0, 1}

@@ -164,8 +164,12 @@ def _targets(data: Any, target: list[str], prefix: str | None, source: Any,
             raise UsageError(f"--given/--otherwise name task {name!r}, which is not a --target")
         tasks = [replace(t, **change) if t.name == name else t for t in tasks]
     if prefix:
-        tasks += [Task(c[len(prefix):] or c, column=c) for c in data.columns
-                  if str(c).startswith(prefix)]
+        from .tasks import group_label_columns
+
+        named = [Task(c[len(prefix):] or c, column=c) for c in data.columns if str(c).startswith(prefix)]
+        if not conditions:  # a block of 0/1 label columns is one multilabel task, named by the prefix
+            named = group_label_columns(named, data, name=prefix.rstrip("_-. :") or "labels")
+        tasks += named
     if not tasks:
         raise UsageError("no targets: give --target name[:kind][=column(s)] (repeatable) "
                          "or --target-prefix PREFIX")

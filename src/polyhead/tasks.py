@@ -15,7 +15,11 @@ Kind inference, used when a task gives no kind (it never picks ordinal, count or
 * integers -> ``binary`` with exactly 2 distinct values, else ``regression``.
 
 ``multilabel`` is never inferred from one column: it groups several 0/1 columns named by the
-user (``columns=``).
+user (``columns=``), or, with ``tasks=None``, a block of at least ``LABEL_BLOCK`` (8) label
+columns (:func:`group_label_columns`): a label matrix is one task with a sigmoid per label, not
+one binary head per label (174 binary heads trained 10x slower than one multilabel head of 174
+labels, for about the same quality: ``benchmarks/label_block.py``), and a label that is all 0 in the training rows stays a label
+instead of becoming a regression column.
 """
 
 from __future__ import annotations
@@ -226,7 +230,10 @@ def resolve_tasks(tasks: TaskSpec, y: pd.DataFrame) -> list[Task]:
 
     resolved: list[Task] = []
     seen: set[str] = set()
-    for task in _as_task_list(tasks, list(y.columns)):
+    listed = _as_task_list(tasks, list(y.columns))
+    if tasks is None:  # a block of 0/1 label columns is one multilabel task
+        listed = group_label_columns(listed, y)
+    for task in listed:
         if not isinstance(task.name, str) or not task.name:
             raise TaskError(f"task names must be non-empty strings, got {task.name!r}")
         if task.name in seen:
@@ -267,6 +274,54 @@ def resolve_tasks(tasks: TaskSpec, y: pd.DataFrame) -> list[Task]:
                         "one task a positive weight")
     check_conditions(resolved)
     return resolved
+
+
+#: tasks=None groups this many label columns (or more) into one multilabel task
+LABEL_BLOCK = 8
+
+
+def is_label_column(column: pd.Series) -> bool:
+    """Whether a target column holds 0/1 labels: booleans, or integers (floats with missing
+    values, the integers pandas could not store) whose values are all 0 or 1, including a
+    column that is constant at one of them."""
+    values = column.dropna()
+    if len(values) == 0 or isinstance(column.dtype, pd.CategoricalDtype):
+        return False
+    if pd.api.types.is_bool_dtype(column.dtype):
+        return True
+    if numeric_kind(values) is None:
+        return False
+    if not bool(values.isin([0, 1]).all()):
+        return False
+    return bool(pd.api.types.is_integer_dtype(column.dtype)
+                or (column.isna().any() and numeric_kind(values) == "floating"))
+
+
+def group_label_columns(tasks: list[Task], y: pd.DataFrame, name: str = "labels") -> list[Task]:
+    """``tasks`` with their 0/1 label columns as one multilabel task, where at least
+    ``LABEL_BLOCK`` of them are plain tasks of one column with no kind given (what
+    ``tasks=None`` makes); the task takes the first label's place and is called ``name`` (with
+    a suffix where a task or column has that name). Fewer label columns stay binary tasks."""
+    def plain(t: Task) -> bool:
+        return (t.kind is None and t.columns is None and t.weight == 1.0 and t.loss is None
+                and t.given is None and t.otherwise is None and t.source_columns[0] in y.columns)
+
+    labels = [t for t in tasks if plain(t) and is_label_column(y[t.source_columns[0]])]
+    if len(labels) < LABEL_BLOCK:
+        return tasks
+    taken = {t.name for t in tasks} | {str(c) for c in y.columns}
+    unique, n = name, 1
+    while unique in taken:
+        unique, n = f"{name}_{n}", n + 1
+    block = Task(unique, kind="multilabel", columns=tuple(t.source_columns[0] for t in labels))
+    grouped = {id(t) for t in labels}
+    out: list[Task] = []
+    for t in tasks:
+        if id(t) not in grouped:
+            out.append(t)
+        elif t is labels[0]:
+            out.append(block)
+    return out
 
 
 def infer_kind(column: pd.Series) -> str:

@@ -147,7 +147,8 @@ class MultiTaskNet(MultiTaskMixin, BaseEstimator):
     Parameters
     ----------
     tasks : None, dict, list of Task or "name:kind" strings
-        None infers a task per column of ``y`` (rules in :mod:`polyhead.tasks`).
+        None infers a task per column of ``y``, eight or more 0/1 label columns as one multilabel
+        task (rules in :mod:`polyhead.tasks`).
     hidden : tuple of int, default=(64, 64)
         Widths of the trunk's layers.
     activation : {"relu", "gelu", "silu", "tanh", "elu"}, default="relu"

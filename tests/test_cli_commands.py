@@ -297,6 +297,11 @@ def test_target_prefix_makes_a_block_of_label_columns_one_multilabel_task(tmp_pa
     tasks = polyhead.load(tmp_path / "tags").tasks_
     assert list(tasks) == ["tag"] and tasks["tag"].kind == "multilabel"
     assert list(tasks["tag"].columns) == [f"tag_{i}" for i in range(LABEL_BLOCK)]
+    # a --target with the prefix's name: the block takes a free one
+    code, _, err = cli(capsys, "fit", tmp_path / "tags.csv", "--target-prefix", "tag_", "-m", "forest",
+                       "-t", "tag:regression=z", "-o", tmp_path / "named")
+    assert code == 0, err
+    assert list(polyhead.load(tmp_path / "named").tasks_) == ["tag", f"tag_{LABEL_BLOCK}"]  # tag_0.. are columns
     # a condition on one of them keeps every column its own task
     code, _, err = cli(capsys, "fit", tmp_path / "tags.csv", "--target-prefix", "tag_", "-m", "forest",
                        "-t", "z", "--given", "z:1", "-o", tmp_path / "given")

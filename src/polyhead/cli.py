@@ -168,7 +168,8 @@ def _targets(data: Any, target: list[str], prefix: str | None, source: Any,
 
         named = [Task(c[len(prefix):] or c, column=c) for c in data.columns if str(c).startswith(prefix)]
         if not conditions:  # a block of 0/1 label columns is one multilabel task, named by the prefix
-            named = group_label_columns(named, data, name=prefix.rstrip("_-. :") or "labels")
+            named = group_label_columns(named, data, name=prefix.rstrip("_-. :") or "labels",
+                                        taken=[t.name for t in tasks])
         tasks += named
     if not tasks:
         raise UsageError("no targets: give --target name[:kind][=column(s)] (repeatable) "

@@ -18,8 +18,8 @@ Kind inference, used when a task gives no kind (it never picks ordinal, count or
 user (``columns=``), or, with ``tasks=None``, a block of at least ``LABEL_BLOCK`` (8) label
 columns (:func:`group_label_columns`): a label matrix is one task with a sigmoid per label, not
 one binary head per label (174 binary heads trained 10x slower than one multilabel head of 174
-labels, for about the same quality: ``benchmarks/label_block.py``), and a label that is all 0 in the training rows stays a label
-instead of becoming a regression column.
+labels, for about the same quality: ``benchmarks/label_block.py``), and a label that is all 0 in
+the training rows stays a label instead of becoming a regression column.
 """
 
 from __future__ import annotations
@@ -297,11 +297,13 @@ def is_label_column(column: pd.Series) -> bool:
                 or (column.isna().any() and numeric_kind(values) == "floating"))
 
 
-def group_label_columns(tasks: list[Task], y: pd.DataFrame, name: str = "labels") -> list[Task]:
+def group_label_columns(tasks: list[Task], y: pd.DataFrame, name: str = "labels",
+                        taken: Iterable[str] = ()) -> list[Task]:
     """``tasks`` with their 0/1 label columns as one multilabel task, where at least
     ``LABEL_BLOCK`` of them are plain tasks of one column with no kind given (what
     ``tasks=None`` makes); the task takes the first label's place and is called ``name`` (with
-    a suffix where a task or column has that name). Fewer label columns stay binary tasks."""
+    a suffix where a task, a column or one of ``taken`` has that name). Fewer label columns
+    stay binary tasks."""
     def plain(t: Task) -> bool:
         return (t.kind is None and t.columns is None and t.weight == 1.0 and t.loss is None
                 and t.given is None and t.otherwise is None and t.source_columns[0] in y.columns)
@@ -309,7 +311,7 @@ def group_label_columns(tasks: list[Task], y: pd.DataFrame, name: str = "labels"
     labels = [t for t in tasks if plain(t) and is_label_column(y[t.source_columns[0]])]
     if len(labels) < LABEL_BLOCK:
         return tasks
-    taken = {t.name for t in tasks} | {str(c) for c in y.columns}
+    taken = {t.name for t in tasks} | {str(c) for c in y.columns} | set(taken)
     unique, n = name, 1
     while unique in taken:
         unique, n = f"{name}_{n}", n + 1

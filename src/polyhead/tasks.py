@@ -289,12 +289,11 @@ def is_label_column(column: pd.Series) -> bool:
         return False
     if pd.api.types.is_bool_dtype(column.dtype):
         return True
-    if numeric_kind(values) is None:
-        return False
-    if not bool(values.isin([0, 1]).all()):
+    numeric = numeric_kind(values)
+    if numeric is None or not bool(values.isin([0, 1]).all()):
         return False
     return bool(pd.api.types.is_integer_dtype(column.dtype)
-                or (column.isna().any() and numeric_kind(values) == "floating"))
+                or (column.isna().any() and numeric == "floating"))
 
 
 def group_label_columns(tasks: list[Task], y: pd.DataFrame, name: str = "labels",

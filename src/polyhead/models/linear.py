@@ -195,7 +195,7 @@ class MultiTaskLinear(SklearnMultiTask):
         folds, and every row's prediction by the copy of ``model`` (at that strength) fitted on
         the other folds (what ``shrinkage="auto"`` measures). Each fold walks the strengths from
         the strongest, each fit starting from the last one's coefficients. With fewer than two
-        rows per fold: the first strength, nothing held out."""
+        rows per fold: the one strength given, or ``FIXED_ALPHA`` when choosing, nothing held out."""
         from sklearn.base import clone
 
         if len(y) < 2 * FOLDS:
